@@ -1,0 +1,165 @@
+// layerfs: mounts a union of read-only layers with FUSE. See fuse/options.h for the command
+// line. The process that was started returns only once the mount is live (container engines
+// rely on it): the mount is made before daemonizing, and the parent exits after it.
+#include <fuse_lowlevel.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "fuse/daemon.h"
+#include "fuse/options.h"
+#include "layers/base/log.h"
+#include "layers/sys/fs.h"
+
+#ifndef LAYERFS_VERSION
+#define LAYERFS_VERSION "0.0.0"
+#endif
+
+namespace layerfs {
+namespace {
+
+constexpr const char* kUsage =
+    "usage: layerfs [-f] [-d] [-o OPT[,OPT]...]... [SOURCE] MOUNTPOINT\n"
+    "\n"
+    "Mounts the union of read-only lower directories at MOUNTPOINT.\n"
+    "\n"
+    "  -f                    stay in the foreground\n"
+    "  -d, --debug           print every FUSE request (implies -f)\n"
+    "  -s                    single-threaded (same as -o threaded=0)\n"
+    "  -o lowerdir=A:B:C     lower directories, top first; '\\:' escapes a colon in a path\n"
+    "  -o timeout=SECONDS    how long the kernel caches entries and attributes (default 1e6)\n"
+    "  -o threaded=0|1       serve requests from one thread or many (default 1)\n"
+    "  -o max_threads=N      most worker threads\n"
+    "  -o allow_other, default_permissions, ro, nodev, nosuid, noexec, noatime, fsname=,\n"
+    "     subtype=, context=, ...   passed to the kernel mount\n"
+    "  -h, --help            this text\n"
+    "  -V, --version         the version\n"
+    "\n"
+    "Unmount with `fusermount3 -u MOUNTPOINT` (or umount as root), or send SIGTERM.\n";
+
+int run(const Options& opts) {
+  for (const auto& w : opts.warnings) log::warn("%s", w.c_str());
+  if (!opts.upperdir.empty()) {
+    log::error("upperdir '%s': writable mounts are not supported by this build",
+               opts.upperdir.c_str());
+    return 1;
+  }
+
+  auto opened = LayerStack::open(opts.lowerdirs);
+  if (auto* e = std::get_if<LayerStack::OpenError>(&opened)) {
+    log::error("lowerdir '%s': %s", e->path.c_str(), strerror(e->code));
+    return 1;
+  }
+  auto stack = std::get<std::shared_ptr<const LayerStack>>(std::move(opened));
+
+  char* real = realpath(opts.mountpoint.c_str(), nullptr);
+  if (real == nullptr) {
+    log::error("mountpoint '%s': %s", opts.mountpoint.c_str(), strerror(errno));
+    return 1;
+  }
+  std::string mountpoint(real);
+  free(real);
+  struct stat mst;
+  if (stat(mountpoint.c_str(), &mst) < 0 || !S_ISDIR(mst.st_mode)) {
+    log::error("mountpoint '%s': %s", opts.mountpoint.c_str(), strerror(ENOTDIR));
+    return 1;
+  }
+
+  sys::raise_fd_limit();
+
+  // The root merges every layer's root (kernel overlayfs ignores opaque marks on layer roots).
+  auto root = std::make_shared<Inode>();
+  for (size_t i = 0; i < stack->size(); ++i) {
+    auto dir = open_layer_dir(stack->layer(i).root.get(), static_cast<uint32_t>(i));
+    if (!dir.ok()) {
+      log::error("lowerdir '%s': %s", stack->layer(i).path.c_str(), strerror(dir.error()));
+      return 1;
+    }
+    root->dirs.push_back(std::move(*dir));
+  }
+  auto root_st = sys::stat_fd(stack->layer(0).root.get());
+  if (!root_st.ok()) {
+    log::error("lowerdir '%s': %s", stack->layer(0).path.c_str(), strerror(root_st.error()));
+    return 1;
+  }
+  root->key = InodeKey{root_st->st_dev, root_st->st_ino};
+  root->type = S_IFDIR;
+  root->st_ino = stack->map_ino(0, root_st->st_ino);
+
+  Daemon daemon;
+  daemon.stack = stack;
+  daemon.table = std::make_unique<InodeTable>(root);
+  daemon.cache = CachePolicy{opts.timeout, opts.timeout, true, true};
+
+  std::vector<std::string> fuse_opts = opts.fuse_opts;
+  fuse_opts.push_back("ro");
+  fuse_opts.push_back("default_permissions");
+  fuse_opts.push_back("subtype=layerfs");
+  fuse_opts.push_back("fsname=" + (opts.source.empty() ? std::string("layerfs") : opts.source));
+  // Kernel overlayfs mounts are visible to every user; root's layerfs mounts are too.
+  if (geteuid() == 0 && !opts.allow_other_set) fuse_opts.push_back("allow_other");
+
+  std::string joined = join_fuse_options(fuse_opts);
+  std::vector<const char*> argv = {"layerfs", "-o", joined.c_str()};
+  if (opts.debug) argv.push_back("-d");
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), const_cast<char**>(argv.data()));
+
+  fuse_lowlevel_ops ops = make_ops();
+  fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, &daemon);
+  if (se == nullptr) {
+    log::error("cannot start a FUSE session (options: %s)", joined.c_str());
+    return 1;
+  }
+  int status = 1;
+  if (fuse_set_signal_handlers(se) != 0) {
+    log::error("cannot install signal handlers");
+  } else if (fuse_session_mount(se, mountpoint.c_str()) != 0) {
+    log::error("mountpoint '%s': mount failed", opts.mountpoint.c_str());
+  } else {
+    if (!opts.foreground) fuse_daemonize(0);
+    if (opts.threaded) {
+      fuse_loop_config* cfg = fuse_loop_cfg_create();
+      if (opts.max_threads > 0)
+        fuse_loop_cfg_set_max_threads(cfg, static_cast<unsigned>(opts.max_threads));
+      // The loops return a negative errno on failure and the number of the signal that ended
+      // them (SIGTERM, SIGINT, SIGHUP) on a requested stop, which is a clean exit.
+      status = fuse_session_loop_mt(se, cfg) < 0 ? 1 : 0;
+      fuse_loop_cfg_destroy(cfg);
+    } else {
+      status = fuse_session_loop(se) < 0 ? 1 : 0;
+    }
+    fuse_session_unmount(se);
+  }
+  fuse_remove_signal_handlers(se);
+  fuse_session_destroy(se);
+  return status;
+}
+
+}  // namespace
+}  // namespace layerfs
+
+int main(int argc, char** argv) {
+  using namespace layerfs;
+  log::set_program("layerfs");
+  std::vector<std::string> args(argv + 1, argv + argc);
+  auto parsed = parse_command_line(args);
+  if (auto* e = std::get_if<ParseError>(&parsed)) {
+    log::error("%s", e->message.c_str());
+    return 1;
+  }
+  const Options& opts = std::get<Options>(parsed);
+  if (opts.help) {
+    fputs(kUsage, stdout);
+    return 0;
+  }
+  if (opts.version) {
+    printf("layerfs: version %s\nFUSE library version %s\n", LAYERFS_VERSION, fuse_pkgversion());
+    return 0;
+  }
+  log::set_debug(opts.debug);
+  return run(opts);
+}

@@ -1,0 +1,111 @@
+// opendir, readdir, readdirplus, releasedir.
+//
+// A directory's merged listing is built once, on its first opendir, and shared by pointer: every
+// open handle holds the snapshot it started with, so offsets stay stable while it is listed.
+// Offsets are positions: 1 and 2 for "." and "..", then one per merged entry.
+#include <dirent.h>
+
+#include <cstring>
+
+#include "fuse/daemon.h"
+
+namespace layerfs {
+namespace {
+
+struct DirHandle {
+  std::shared_ptr<const Listing> listing;
+};
+
+DirHandle* handle_of(fuse_file_info* fi) { return reinterpret_cast<DirHandle*>(fi->fh); }
+
+Result<std::shared_ptr<const Listing>> listing_of(Inode& dir) {
+  {
+    std::lock_guard lock(dir.mu);
+    if (dir.listing) return dir.listing;
+  }
+  // Built without the lock (rule 3); a concurrent builder's equal result may win.
+  auto entries = list(dir.dirs);
+  if (!entries.ok()) return entries.err();
+  auto built = std::make_shared<const Listing>(std::move(*entries));
+  std::lock_guard lock(dir.mu);
+  if (!dir.listing) dir.listing = std::move(built);
+  return dir.listing;
+}
+
+void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Daemon& d = Daemon::of(req);
+  auto listing = listing_of(d.inode(ino));
+  if (!listing.ok()) return (void)fuse_reply_err(req, listing.error());
+  fi->fh = reinterpret_cast<uint64_t>(new DirHandle{std::move(*listing)});
+  fi->cache_readdir = d.cache.cache_readdir;
+  fi->keep_cache = d.cache.cache_readdir;
+  if (fuse_reply_open(req, fi) != 0) delete handle_of(fi);
+}
+
+void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete handle_of(fi);
+  fuse_reply_err(req, 0);
+}
+
+void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
+                bool plus) {
+  Daemon& d = Daemon::of(req);
+  Inode& dir = d.inode(ino);
+  const Listing& entries = *handle_of(fi)->listing;
+  std::vector<char> buf(size);
+  size_t used = 0;
+  const size_t total = entries.size() + 2;
+  for (size_t pos = static_cast<size_t>(off); pos < total; ++pos) {
+    const off_t next = static_cast<off_t>(pos + 1);
+    char* out = buf.data() + used;
+    const size_t room = size - used;
+    size_t len;
+    if (pos < 2) {
+      // The kernel never looks up "." and ".."; they carry no node id.
+      const char* name = pos == 0 ? "." : "..";
+      fuse_entry_param e;
+      memset(&e, 0, sizeof e);
+      e.attr.st_ino = dir.st_ino;
+      e.attr.st_mode = S_IFDIR;
+      len = plus ? fuse_add_direntry_plus(req, out, room, name, &e, next)
+                 : fuse_add_direntry(req, out, room, name, &e.attr, next);
+    } else {
+      const ListEntry& entry = entries[pos - 2];
+      if (plus) {
+        // Size first, so an entry that does not fit is never looked up (rule 6).
+        if (fuse_add_direntry_plus(req, nullptr, 0, entry.name.c_str(), nullptr, 0) > room) break;
+        fuse_entry_param e;
+        if (!d.lookup(dir, entry.name.c_str(), &e).ok()) continue;
+        len = fuse_add_direntry_plus(req, out, room, entry.name.c_str(), &e, next);
+      } else {
+        struct stat st;
+        memset(&st, 0, sizeof st);
+        st.st_ino = d.stack->map_ino(entry.layer, entry.ino);
+        st.st_mode = static_cast<mode_t>(DTTOIF(entry.type));
+        len = fuse_add_direntry(req, out, room, entry.name.c_str(), &st, next);
+      }
+    }
+    if (len > room) break;
+    used += len;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  do_readdir(req, ino, size, off, fi, false);
+}
+
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  do_readdir(req, ino, size, off, fi, true);
+}
+
+}  // namespace
+
+void add_dir_ops(fuse_lowlevel_ops& ops) {
+  ops.opendir = op_opendir;
+  ops.readdir = op_readdir;
+  ops.readdirplus = op_readdirplus;
+  ops.releasedir = op_releasedir;
+}
+
+}  // namespace layerfs

@@ -1,0 +1,35 @@
+// The one function that fills the FUSE ops table, and the session's capability choices.
+#include "fuse/daemon.h"
+
+namespace layerfs {
+namespace {
+
+void op_init(void*, fuse_conn_info* conn) {
+  auto want = [conn](unsigned cap) {
+    if (conn->capable & cap) conn->want |= cap;
+  };
+  want(FUSE_CAP_SPLICE_WRITE);  // read replies spliced from the layer file
+  want(FUSE_CAP_SPLICE_MOVE);
+  want(FUSE_CAP_PARALLEL_DIROPS);
+  want(FUSE_CAP_CACHE_SYMLINKS);
+  want(FUSE_CAP_READDIRPLUS);
+  want(FUSE_CAP_READDIRPLUS_AUTO);
+  want(FUSE_CAP_ASYNC_READ);
+  // Layer files never change under the mount: do not drop pages on attribute changes.
+  conn->want &= ~static_cast<unsigned>(FUSE_CAP_AUTO_INVAL_DATA);
+}
+
+}  // namespace
+
+fuse_lowlevel_ops make_ops() {
+  fuse_lowlevel_ops ops{};
+  ops.init = op_init;
+  add_entry_ops(ops);
+  add_dir_ops(ops);
+  add_file_ops(ops);
+  add_xattr_ops(ops);
+  add_write_ops(ops);
+  return ops;
+}
+
+}  // namespace layerfs

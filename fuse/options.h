@@ -1,0 +1,53 @@
+// The daemon's command line, a drop-in for fuse-overlayfs:
+//   layerfs [-f] [-d] [-o OPT[,OPT]...]... [SOURCE] MOUNTPOINT
+// `-o` may repeat and may come before or after the positional arguments (mount.fuse3 puts it
+// last). Inside an option list a backslash escapes the next character and double quotes protect
+// commas (SELinux context= values). In lowerdir= an escaped colon belongs to a path.
+// Unknown options produce a warning and are otherwise ignored, as fuse-overlayfs does.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace layerfs {
+
+struct Options {
+  std::vector<std::string> lowerdirs;  // top first
+  std::string upperdir;
+  std::string workdir;
+  std::string source;  // mount source, shown as the fsname
+  std::string mountpoint;
+
+  bool foreground = false;
+  bool debug = false;
+  bool help = false;
+  bool version = false;
+
+  double timeout = 1e6;  // seconds the kernel may cache entries and attributes
+  bool threaded = true;
+  int max_threads = 0;  // 0: libfuse's default
+
+  bool allow_other_set = false;        // allow_other given explicitly
+  std::vector<std::string> fuse_opts;  // passed on to libfuse / the kernel mount
+  std::vector<std::string> warnings;   // one line each, printed before mounting
+};
+
+struct ParseError {
+  std::string message;
+};
+
+std::variant<Options, ParseError> parse_command_line(const std::vector<std::string>& args);
+
+// Splits an -o list on unescaped, unquoted commas. Escapes are kept for the value parsers.
+std::vector<std::string> split_option_list(std::string_view list);
+// Splits a lowerdir value on unescaped colons and unescapes each path; empty parts are dropped.
+std::vector<std::string> split_lowerdir(std::string_view value);
+// Removes one level of backslash escapes and of double quotes.
+std::string unescape(std::string_view value);
+
+// The -o string for libfuse: commas and backslashes inside an option are escaped for it.
+std::string join_fuse_options(const std::vector<std::string>& opts);
+
+}  // namespace layerfs

@@ -1,0 +1,59 @@
+// The read-only lower layers of a mount, top first (as lowerdir= lists them), each held as an
+// O_PATH fd on its root. Immutable once opened and shared by pointer.
+//
+// Inode numbers: where every layer sits on one filesystem, st_ino is the real inode number of
+// the object shown, so it is stable across remounts and equal to what kernel overlayfs reports.
+// Where layers span filesystems, the filesystem's index goes into the high bits (as kernel
+// overlayfs does with xino), and an inode number too large to share its bits is given a number
+// from a private range instead, so st_ino stays unique across the mount.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "layers/base/result.h"
+#include "layers/base/unique_fd.h"
+
+namespace layerfs {
+
+struct Layer {
+  std::string path;
+  UniqueFd root;  // O_PATH directory
+  dev_t dev = 0;
+  uint32_t fsid = 0;  // index of the layer's filesystem among the stack's filesystems
+};
+
+class LayerStack {
+ public:
+  struct OpenError {
+    std::string path;
+    int code = 0;
+  };
+
+  // Opens every path as a layer. The first path that cannot serve as one is returned.
+  static std::variant<std::shared_ptr<const LayerStack>, OpenError> open(
+      const std::vector<std::string>& paths);
+
+  size_t size() const { return layers_.size(); }
+  const Layer& layer(size_t i) const { return layers_[i]; }
+  bool same_fs() const { return fs_count_ == 1; }
+
+  // The st_ino the mount reports for real inode `ino` of layer `layer`.
+  uint64_t map_ino(size_t layer, uint64_t ino) const;
+
+ private:
+  std::vector<Layer> layers_;
+  uint32_t fs_count_ = 0;
+  unsigned fsid_shift_ = 64;
+
+  mutable std::mutex overflow_mu_;
+  mutable std::unordered_map<uint64_t, std::unordered_map<uint64_t, uint64_t>> overflow_;
+};
+
+}  // namespace layerfs

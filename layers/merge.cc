@@ -1,0 +1,115 @@
+#include "layers/merge.h"
+
+#include <fcntl.h>
+
+#include <unordered_set>
+
+#include "layers/sys/fs.h"
+#include "layers/whiteout.h"
+
+namespace layerfs {
+namespace {
+
+unsigned char dtype_of(mode_t mode) { return static_cast<unsigned char>(IFTODT(mode)); }
+
+// Whether `name` in this layer copy is a whiteout, given its lstat.
+bool is_whiteout(const LayerDir& dir, const char* name, const struct stat& st) {
+  if (Whiteout::is_device_whiteout(st)) return true;
+  return dir.xwhiteouts && Whiteout::is_xattr_whiteout(dir.fd.get(), name, st);
+}
+
+bool has_whiteout_file(const LayerDir& dir, const std::string& name) {
+  std::string wh = std::string(Whiteout::kPrefix) + name;
+  return sys::stat_at(dir.fd.get(), wh.c_str()).ok();
+}
+
+}  // namespace
+
+Result<LayerDir> open_layer_dir(int dir_fd, uint32_t layer) {
+  auto fd = sys::open_at(dir_fd, ".", O_PATH | O_DIRECTORY);
+  if (!fd.ok()) return fd.err();
+  bool xw = Whiteout::dir_marks(fd->get()).xwhiteouts;
+  return LayerDir{layer, std::move(*fd), xw};
+}
+
+Result<Resolved> lookup(std::span<const LayerDir> parent, std::string_view name_view) {
+  if (Whiteout::classify_name(name_view) != Whiteout::Name::kPlain || name_view == "." ||
+      name_view == "..") {
+    return Errno{ENOENT};
+  }
+  const std::string name(name_view);
+  Resolved out;
+  bool found = false;
+  for (const LayerDir& dir : parent) {
+    auto st = sys::stat_at(dir.fd.get(), name.c_str());
+    if (!st.ok() && st.error() != ENOENT) return st.err();
+    if (st.ok()) {
+      if (is_whiteout(dir, name.c_str(), *st)) break;
+      if (!S_ISDIR(st->st_mode)) {
+        if (found) break;  // a non-directory below a directory ends the merge, unseen
+        out.layer = dir.layer;
+        out.st = *st;
+        found = true;
+        break;
+      }
+      // Open the copy by handle and stat the handle, so that what is merged is exactly what
+      // was checked to be a directory.
+      auto fd = sys::open_path(dir.fd.get(), name.c_str());
+      if (!fd.ok()) return fd.err();
+      auto dst = sys::stat_fd(fd->get());
+      if (!dst.ok()) return dst.err();
+      if (!S_ISDIR(dst->st_mode)) return Errno{EIO};  // the layer changed under the mount
+      Whiteout::DirMarks marks = Whiteout::dir_marks(fd->get());
+      if (!found) {
+        out.layer = dir.layer;
+        out.st = *dst;
+        found = true;
+      }
+      out.dirs.push_back(LayerDir{dir.layer, std::move(*fd), marks.xwhiteouts});
+      if (marks.opaque) break;
+    }
+    if (has_whiteout_file(dir, name)) break;
+  }
+  if (!found) return Errno{ENOENT};
+  return out;
+}
+
+Result<std::vector<ListEntry>> list(std::span<const LayerDir> dirs) {
+  std::vector<ListEntry> out;
+  std::unordered_set<std::string> seen;  // shown, or deleted by a layer above
+  for (const LayerDir& dir : dirs) {
+    std::vector<std::string> deleted;  // hides names in the layers below this one only
+    auto r = sys::read_dir(dir.fd.get(), [&](const sys::DirEntry& e) {
+      switch (Whiteout::classify_name(e.name)) {
+        case Whiteout::Name::kMeta:
+          return true;
+        case Whiteout::Name::kWhiteoutFile:
+          deleted.emplace_back(Whiteout::target(e.name));
+          return true;
+        case Whiteout::Name::kPlain:
+          break;
+      }
+      std::string name(e.name);
+      if (seen.contains(name)) return true;
+      unsigned char type = e.type;
+      bool need_stat = type == DT_UNKNOWN || type == DT_CHR || (type == DT_REG && dir.xwhiteouts);
+      if (need_stat) {
+        auto st = sys::stat_at(dir.fd.get(), name.c_str());
+        if (!st.ok()) return true;  // vanished: nothing to show
+        if (is_whiteout(dir, name.c_str(), *st)) {
+          deleted.push_back(std::move(name));
+          return true;
+        }
+        type = dtype_of(st->st_mode);
+      }
+      seen.insert(name);
+      out.push_back(ListEntry{std::move(name), e.ino, dir.layer, type});
+      return true;
+    });
+    if (!r.ok()) return r.err();
+    for (auto& name : deleted) seen.insert(std::move(name));
+  }
+  return out;
+}
+
+}  // namespace layerfs

@@ -1,0 +1,55 @@
+// Merging one directory across layers, with kernel overlayfs's rules:
+// - the topmost layer that has a name decides what it is; a whiteout there means "absent";
+// - a directory merges with same-named directories below it until one is opaque, a layer has a
+//   whiteout for it, or a layer has a non-directory of that name (which is not shown);
+// - a whiteout in a layer hides the name in the layers below, never in its own layer or above.
+// Both lookup and listing work on the list of layer copies of the parent (LayerDir, top first),
+// which already ends at the first opaque copy.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "layers/base/result.h"
+#include "layers/base/unique_fd.h"
+
+namespace layerfs {
+
+// One layer's copy of a directory taking part in a merge.
+struct LayerDir {
+  uint32_t layer = 0;
+  UniqueFd fd;  // O_PATH
+  bool xwhiteouts = false;
+};
+
+// What a name in a merged directory resolves to.
+struct Resolved {
+  uint32_t layer = 0;          // layer of the object shown
+  struct stat st {};           // its lstat
+  std::vector<LayerDir> dirs;  // directories only: every copy in the merge, top first
+};
+
+// Resolves `name` in the directory whose copies are `parent`. ENOENT when no layer shows it;
+// marker names are never resolved.
+Result<Resolved> lookup(std::span<const LayerDir> parent, std::string_view name);
+
+// Opens the copies of a layer root (or any directory) as the start of a merge.
+Result<LayerDir> open_layer_dir(int dir_fd, uint32_t layer);
+
+struct ListEntry {
+  std::string name;
+  uint64_t ino = 0;  // real inode number in `layer`
+  uint32_t layer = 0;
+  unsigned char type = 0;  // DT_*
+};
+
+// The merged listing of the directory whose copies are `dirs`: each visible name once, in the
+// order of the topmost layer that shows it, "." and ".." not included.
+Result<std::vector<ListEntry>> list(std::span<const LayerDir> dirs);
+
+}  // namespace layerfs

@@ -1,0 +1,81 @@
+#include "layers/whiteout.h"
+
+#include <array>
+#include <string>
+
+#include "layers/sys/fs.h"
+
+namespace layerfs {
+namespace {
+
+constexpr std::array<const char*, 3> kOpaqueXattrs = {
+    "trusted.overlay.opaque", "user.overlay.opaque", "user.fuseoverlayfs.opaque"};
+constexpr std::array<const char*, 2> kWhiteoutsXattrs = {"trusted.overlay.whiteouts",
+                                                         "user.overlay.whiteouts"};
+constexpr std::array<const char*, 2> kWhiteoutXattrs = {"trusted.overlay.whiteout",
+                                                        "user.overlay.whiteout"};
+constexpr std::array<std::string_view, 4> kPrivatePrefixes = {
+    "trusted.overlay.", "user.overlay.", "user.fuseoverlayfs.", "security.fuseoverlayfs."};
+
+bool list_has(std::string_view list, std::string_view name) {
+  while (!list.empty()) {
+    size_t end = list.find('\0');
+    if (list.substr(0, end) == name) return true;
+    if (end == std::string_view::npos) break;
+    list.remove_prefix(end + 1);
+  }
+  return false;
+}
+
+}  // namespace
+
+Whiteout::Name Whiteout::classify_name(std::string_view name) {
+  if (!name.starts_with(kPrefix)) return Name::kPlain;
+  if (name.starts_with(kMetaPrefix)) return Name::kMeta;
+  // ".wh." alone names nothing; treat it as bookkeeping so it is hidden.
+  if (name.size() == kPrefix.size()) return Name::kMeta;
+  return Name::kWhiteoutFile;
+}
+
+bool Whiteout::is_xattr_whiteout(int parent_fd, const char* name, const struct stat& st) {
+  if (!S_ISREG(st.st_mode) || st.st_size != 0) return false;
+  auto fd = sys::open_path(parent_fd, name);
+  if (!fd.ok()) return false;
+  for (const char* x : kWhiteoutXattrs) {
+    if (sys::get_xattr(fd->get(), x, nullptr, 0).ok()) return true;
+  }
+  return false;
+}
+
+Whiteout::DirMarks Whiteout::dir_marks(int dir_fd) {
+  DirMarks marks;
+  // One listxattr answers "no markers" for nearly every directory; values are read only for
+  // the names that are present.
+  auto names = sys::list_xattr(dir_fd);
+  if (names.ok() && !names->empty()) {
+    for (const char* x : kOpaqueXattrs) {
+      if (!list_has(*names, x)) continue;
+      auto v = sys::get_xattr(dir_fd, x);
+      if (!v.ok() || v->empty()) continue;
+      if ((*v)[0] == 'y') marks.opaque = true;
+      if ((*v)[0] == 'x') marks.xwhiteouts = true;
+    }
+    for (const char* x : kWhiteoutsXattrs) {
+      if (list_has(*names, x)) marks.xwhiteouts = true;
+    }
+  }
+  if (!marks.opaque) {
+    std::string opq(kOpaqueFile);
+    if (sys::stat_at(dir_fd, opq.c_str()).ok()) marks.opaque = true;
+  }
+  return marks;
+}
+
+bool Whiteout::is_private_xattr(std::string_view name) {
+  for (auto p : kPrivatePrefixes) {
+    if (name.starts_with(p)) return true;
+  }
+  return name == "user.containers.override_stat";
+}
+
+}  // namespace layerfs

@@ -1,0 +1,191 @@
+// The command line as users and container engines use it.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "tests/fuse/parity.h"
+
+namespace layerfs::test {
+namespace {
+
+std::vector<std::string> lines_of(const std::string& s) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos < s.size()) {
+    size_t end = s.find('\n', pos);
+    if (end == std::string::npos) end = s.size();
+    out.push_back(s.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  return out;
+}
+
+TEST(Cli, VersionAndHelp) {
+  RunResult v = run({LAYERFS_BIN, "--version"});
+  EXPECT_EQ(v.status, 0);
+  ASSERT_FALSE(lines_of(v.out).empty());
+  EXPECT_EQ(lines_of(v.out)[0].rfind("layerfs: version ", 0), 0u) << v.out;
+  RunResult h = run({LAYERFS_BIN, "--help"});
+  EXPECT_EQ(h.status, 0);
+  EXPECT_NE(h.out.find("lowerdir="), std::string::npos);
+}
+
+TEST(Cli, MissingLowerdirFailsWithOneLineNamingIt) {
+  TempDir t("cli");
+  make_dir(t / "mnt");
+  write_file(t / "present/f", "f");
+  std::string missing = (t / "no-such-layer").string();
+  RunResult r = run({LAYERFS_BIN, "-o", "lowerdir=" + (t / "present").string() + ":" + missing,
+                     (t / "mnt").string()});
+  EXPECT_EQ(r.status, 1);
+  ASSERT_EQ(lines_of(r.err).size(), 1u) << r.err;
+  EXPECT_NE(r.err.find(missing), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("No such file or directory"), std::string::npos) << r.err;
+  EXPECT_FALSE(is_mounted(t / "mnt"));
+}
+
+TEST(Cli, UnusableLowerdirFailsWithOneLineNamingIt) {
+  TempDir t("cli");
+  make_dir(t / "mnt");
+  write_file(t / "a-file", "not a directory");
+  RunResult r =
+      run({LAYERFS_BIN, "-o", "lowerdir=" + (t / "a-file").string(), (t / "mnt").string()});
+  EXPECT_EQ(r.status, 1);
+  ASSERT_EQ(lines_of(r.err).size(), 1u) << r.err;
+  EXPECT_NE(r.err.find((t / "a-file").string()), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("Not a directory"), std::string::npos) << r.err;
+  if (geteuid() != 0) {
+    make_dir(t / "locked", 0000);
+    RunResult u =
+        run({LAYERFS_BIN, "-o", "lowerdir=" + (t / "locked").string(), (t / "mnt").string()});
+    EXPECT_EQ(u.status, 1);
+    EXPECT_NE(u.err.find("Permission denied"), std::string::npos) << u.err;
+    chmod((t / "locked").c_str(), 0755);
+  }
+}
+
+TEST(Cli, BadMountpointFailsWithOneLine) {
+  TempDir t("cli");
+  write_file(t / "l/f", "f");
+  RunResult r =
+      run({LAYERFS_BIN, "-o", "lowerdir=" + (t / "l").string(), (t / "nowhere").string()});
+  EXPECT_EQ(r.status, 1);
+  ASSERT_EQ(lines_of(r.err).size(), 1u) << r.err;
+  EXPECT_NE(r.err.find("nowhere"), std::string::npos);
+}
+
+TEST(Cli, UpperdirIsRefusedRatherThanIgnored) {
+  TempDir t("cli");
+  make_dir(t / "l");
+  make_dir(t / "u");
+  make_dir(t / "w");
+  make_dir(t / "mnt");
+  RunResult r = run({LAYERFS_BIN, "-o",
+                     "lowerdir=" + (t / "l").string() + ",upperdir=" + (t / "u").string() +
+                         ",workdir=" + (t / "w").string(),
+                     (t / "mnt").string()});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("upperdir"), std::string::npos) << r.err;
+  EXPECT_FALSE(is_mounted(t / "mnt"));
+}
+
+// Without -f, layerfs returns once the mount is live; relative paths and escaped colons work.
+TEST(Cli, DaemonizesOnlyOnceMountedWithRelativeAndEscapedPaths) {
+  SKIP_WITHOUT_FUSE();
+  TempDir t("cli");
+  write_file(t / "with:colon/top-file", "top");
+  write_file(t / "base/base-file", "base");
+  const std::string mnt_name = "mnt-" + t.path().filename().string();
+  make_dir(t / mnt_name);
+  DaemonGuard guard(t / mnt_name, mnt_name);
+  RunResult r = run({"sh", "-c", "cd \"$0\" && exec \"$1\" -o 'lowerdir=with\\:colon:base' \"$2\"",
+                     t.path().string(), LAYERFS_BIN, mnt_name});
+  ASSERT_EQ(r.status, 0) << r.err;
+  // No waiting: the mount must already be there when the command returns.
+  EXPECT_TRUE(is_mounted(t / mnt_name, "fuse.layerfs"));
+  EXPECT_EQ(snapshot(t / mnt_name)["top-file"].content, "top");
+  EXPECT_EQ(snapshot(t / mnt_name)["base-file"].content, "base");
+  ASSERT_EQ(layerfs_daemons(mnt_name).size(), 1u);
+  RunResult u = run({"fusermount3", "-u", (t / mnt_name).string()});
+  EXPECT_EQ(u.status, 0) << u.err;
+  EXPECT_TRUE(guard.wait_exit(10)) << "the daemon did not exit after fusermount3 -u";
+  EXPECT_FALSE(is_mounted(t / mnt_name));
+}
+
+TEST(Cli, UnknownOptionsWarnAndTheMountGoesOn) {
+  SKIP_WITHOUT_FUSE();
+  TempDir t("cli");
+  write_file(t / "l/f", "f");
+  make_dir(t / "mnt");
+  DaemonGuard guard(t / "mnt", t.path().string());
+  RunResult r = run({LAYERFS_BIN, "-o", "lowerdir=" + (t / "l").string() + ",frobnicate=1",
+                     (t / "mnt").string()});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("frobnicate=1"), std::string::npos) << r.err;
+  EXPECT_TRUE(is_mounted(t / "mnt", "fuse.layerfs"));
+  EXPECT_TRUE(fs::exists(t / "mnt/f"));
+}
+
+TEST(Cli, SigtermUnmountsCleanly) {
+  SKIP_WITHOUT_FUSE();
+  TempDir t("cli");
+  write_file(t / "l/f", "f");
+  TempDir mnt("mnt");
+  LayerfsMount mount({t / "l"}, mnt.path());
+  ASSERT_TRUE(mount.ok()) << mount.error();
+  ASSERT_EQ(kill(mount.pid(), SIGTERM), 0);
+  for (int i = 0; i < 500 && is_mounted(mnt.path()); ++i) usleep(10000);
+  EXPECT_FALSE(is_mounted(mnt.path()));
+  EXPECT_EQ(mount.stop(), 0);
+}
+
+TEST(Cli, FusermountUnmountsAndTheDaemonExits) {
+  SKIP_WITHOUT_FUSE();
+  TempDir t("cli");
+  write_file(t / "l/f", "f");
+  TempDir mnt("mnt");
+  LayerfsMount mount({t / "l"}, mnt.path());
+  ASSERT_TRUE(mount.ok()) << mount.error();
+  RunResult u = run({"fusermount3", "-u", mnt.path().string()});
+  EXPECT_EQ(u.status, 0) << u.err;
+  EXPECT_EQ(mount.stop(), 0);
+}
+
+// mount.fuse3 runs the program named by the type through `sh -c` with PATH removed from the
+// environment, so the shell's default PATH must find it: layerfs must be installed
+// (`cmake --install build`, which the README's commands do).
+TEST(Cli, MountTypeFuseLayerfs) {
+  SKIP_WITHOUT_FUSE();
+  if (geteuid() != 0) GTEST_SKIP() << "mount(8) of a FUSE type needs root";
+  if (run({"sh", "-c", "command -v mount.fuse3"}).status != 0) {
+    GTEST_SKIP() << "mount.fuse3 (fuse3 package) is not installed";
+  }
+  RunResult found = run({"env", "-u", "PATH", "/bin/sh", "-c", "command -v layerfs"});
+  std::string installed = found.out.substr(0, found.out.find('\n'));
+  if (found.status != 0 || run({"cmp", "-s", installed, LAYERFS_BIN}).status != 0) {
+    GTEST_SKIP() << "this build of layerfs is not installed in the default PATH "
+                    "(cmake --install build); found '"
+                 << installed << "'";
+  }
+  TempDir t("cli");
+  write_file(t / "top/a", "top");
+  write_file(t / "base/b", "base");
+  make_dir(t / "mnt");
+  DaemonGuard guard(t / "mnt", t.path().string());
+  RunResult r = run({"mount", "-t", "fuse.layerfs", "my-layers", (t / "mnt").string(), "-o",
+                     "lowerdir=" + (t / "top").string() + ":" + (t / "base").string()});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(is_mounted(t / "mnt", "fuse.layerfs"));
+  EXPECT_EQ(snapshot(t / "mnt")["a"].content, "top");
+  EXPECT_EQ(snapshot(t / "mnt")["b"].content, "base");
+  RunResult findmnt = run({"findmnt", "-n", "-o", "SOURCE", (t / "mnt").string()});
+  EXPECT_EQ(findmnt.out, "my-layers\n");
+  RunResult u = run({"umount", (t / "mnt").string()});
+  EXPECT_EQ(u.status, 0) << u.err;
+  EXPECT_TRUE(guard.wait_exit(10)) << "the daemon did not exit after umount";
+}
+
+}  // namespace
+}  // namespace layerfs::test

@@ -1,0 +1,117 @@
+#include "fuse/options.h"
+
+#include <gtest/gtest.h>
+
+namespace layerfs {
+namespace {
+
+Options parse_ok(const std::vector<std::string>& args) {
+  auto r = parse_command_line(args);
+  if (auto* e = std::get_if<ParseError>(&r)) ADD_FAILURE() << "unexpected error: " << e->message;
+  return std::get_if<Options>(&r) ? std::get<Options>(r) : Options{};
+}
+
+std::string parse_error(const std::vector<std::string>& args) {
+  auto r = parse_command_line(args);
+  auto* e = std::get_if<ParseError>(&r);
+  return e ? e->message : "<no error>";
+}
+
+TEST(Options, LowerdirListsTopFirstAndMountpointIsLast) {
+  Options o = parse_ok({"-o", "lowerdir=/top:/mid:/base", "/mnt"});
+  EXPECT_EQ(o.lowerdirs, (std::vector<std::string>{"/top", "/mid", "/base"}));
+  EXPECT_EQ(o.mountpoint, "/mnt");
+  EXPECT_TRUE(o.source.empty());
+  EXPECT_FALSE(o.foreground);
+}
+
+TEST(Options, EscapedColonStaysInsideAPath) {
+  Options o = parse_ok({"-o", "lowerdir=/a\\:b:/c\\\\d:/e", "/mnt"});
+  EXPECT_EQ(o.lowerdirs, (std::vector<std::string>{"/a:b", "/c\\d", "/e"}));
+}
+
+TEST(Options, EscapedCommaStaysInsideAPath) {
+  Options o = parse_ok({"-o", "lowerdir=/a\\,b,ro", "/mnt"});
+  EXPECT_EQ(o.lowerdirs, (std::vector<std::string>{"/a,b"}));
+  EXPECT_EQ(o.fuse_opts, (std::vector<std::string>{"ro"}));
+}
+
+TEST(Options, RepeatedDashOAndOptionsAfterPositionals) {
+  // The shape mount.fuse3 uses: SOURCE MOUNTPOINT -o OPTS.
+  Options o = parse_ok({"overlay", "/mnt", "-o", "rw,nodev", "-olowerdir=/l", "-f"});
+  EXPECT_EQ(o.source, "overlay");
+  EXPECT_EQ(o.mountpoint, "/mnt");
+  EXPECT_EQ(o.lowerdirs, (std::vector<std::string>{"/l"}));
+  EXPECT_EQ(o.fuse_opts, (std::vector<std::string>{"rw", "nodev"}));
+  EXPECT_TRUE(o.foreground);
+}
+
+TEST(Options, ContainersStorageShape) {
+  Options o = parse_ok({"-o",
+                        "lowerdir=/l1:/l2,upperdir=/u,workdir=/"
+                        "w,context=\"system_u:object_r:container_file_t:s0:c1,c2\"",
+                        "/merged"});
+  EXPECT_EQ(o.lowerdirs.size(), 2u);
+  EXPECT_EQ(o.upperdir, "/u");
+  EXPECT_EQ(o.workdir, "/w");
+  ASSERT_EQ(o.fuse_opts.size(), 1u);
+  EXPECT_EQ(o.fuse_opts[0], "context=system_u:object_r:container_file_t:s0:c1,c2");
+  // The comma inside the quoted context survives into libfuse's option string escaped.
+  EXPECT_EQ(join_fuse_options(o.fuse_opts),
+            "context=system_u:object_r:container_file_t:s0:c1\\,c2");
+}
+
+TEST(Options, UnknownOptionsWarnAndParsingGoesOn) {
+  Options o = parse_ok({"-o", "lowerdir=/l,frobnicate=3,bogus", "--weird", "/mnt"});
+  ASSERT_EQ(o.warnings.size(), 3u);
+  EXPECT_NE(o.warnings[0].find("frobnicate=3"), std::string::npos);
+  EXPECT_NE(o.warnings[1].find("bogus"), std::string::npos);
+  EXPECT_NE(o.warnings[2].find("--weird"), std::string::npos);
+  EXPECT_EQ(o.mountpoint, "/mnt");
+}
+
+TEST(Options, MountFlagsThatMeanNothingToFuseAreQuiet) {
+  Options o = parse_ok({"-o", "lowerdir=/l,defaults,lazytime,x-systemd.automount", "/mnt"});
+  EXPECT_TRUE(o.warnings.empty());
+  EXPECT_TRUE(o.fuse_opts.empty());
+}
+
+TEST(Options, TimeoutAndThreads) {
+  Options o = parse_ok({"-o", "lowerdir=/l,timeout=2.5,threaded=0", "/mnt"});
+  EXPECT_DOUBLE_EQ(o.timeout, 2.5);
+  EXPECT_FALSE(o.threaded);
+  EXPECT_EQ(parse_error({"-o", "lowerdir=/l,timeout=soon", "/mnt"}),
+            "timeout=soon: not a number of seconds");
+}
+
+TEST(Options, DebugImpliesForeground) {
+  Options o = parse_ok({"-d", "-o", "lowerdir=/l", "/mnt"});
+  EXPECT_TRUE(o.debug);
+  EXPECT_TRUE(o.foreground);
+}
+
+TEST(Options, HelpAndVersionNeedNothingElse) {
+  EXPECT_TRUE(parse_ok({"--help"}).help);
+  EXPECT_TRUE(parse_ok({"--version"}).version);
+  EXPECT_TRUE(parse_ok({"-V"}).version);
+}
+
+TEST(Options, ErrorsNameWhatIsWrong) {
+  EXPECT_EQ(parse_error({"-o", "lowerdir=/l"}), "no mountpoint given (see --help)");
+  EXPECT_EQ(parse_error({"/mnt"}), "no lowerdir= given (see --help)");
+  EXPECT_EQ(parse_error({"-o", "lowerdir=::", "/mnt"}), "lowerdir= names no directory");
+  EXPECT_EQ(parse_error({"a", "b", "c"}), "too many arguments: 'c' (see --help)");
+  EXPECT_EQ(parse_error({"-o"}), "-o needs an option list");
+  EXPECT_EQ(parse_error({"-o", "lowerdir=/l,upperdir=/u", "/mnt"}),
+            "upperdir= given without workdir=");
+}
+
+TEST(Options, SplitOptionList) {
+  EXPECT_EQ(split_option_list("a,b\\,c,\"d,e\",,f"),
+            (std::vector<std::string>{"a", "b\\,c", "\"d,e\"", "f"}));
+  EXPECT_EQ(unescape("\"d,e\""), "d,e");
+  EXPECT_EQ(unescape("a\\\\b\\:c"), "a\\b:c");
+}
+
+}  // namespace
+}  // namespace layerfs
