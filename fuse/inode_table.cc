@@ -34,7 +34,10 @@ Result<UniqueFd> Inode::path_fd() const {
 
 InodeTable::InodeTable(std::shared_ptr<Inode> root) : root_(std::move(root)) { root_->nlookup = 1; }
 
-fuse_ino_t InodeTable::id_of(const Inode& inode) { return reinterpret_cast<fuse_ino_t>(&inode); }
+fuse_ino_t InodeTable::id_of(const Inode& inode) const {
+  if (&inode == root_.get()) return FUSE_ROOT_ID;
+  return reinterpret_cast<fuse_ino_t>(&inode);
+}
 
 Inode& InodeTable::from_id(fuse_ino_t id) {
   if (id == FUSE_ROOT_ID) return *root_;

@@ -57,6 +57,7 @@ struct Inode : std::enable_shared_from_this<Inode> {
   std::shared_ptr<Inode> parent;  // non-directories: reached as parent/name in `layer`
   std::string name;
   std::vector<LayerDir> dirs;  // directories: every layer copy in the merge, top first
+  uint64_t parent_st_ino = 0;  // directories: st_ino of the parent, for ".."
 
   uint64_t nlookup = 0;  // guarded by the table lock
 
@@ -83,7 +84,8 @@ class InodeTable {
   explicit InodeTable(std::shared_ptr<Inode> root);
 
   Inode& root() { return *root_; }
-  static fuse_ino_t id_of(const Inode& inode);
+  // The node id the kernel knows an inode by: FUSE_ROOT_ID for the root, else its address.
+  fuse_ino_t id_of(const Inode& inode) const;
   Inode& from_id(fuse_ino_t id);
 
   // Publishes a freshly resolved inode, or finds the live inode with its key; either way the

@@ -49,9 +49,14 @@ int run(const Options& opts) {
     return 1;
   }
 
+  // Xattrs (and so opaque dirs and xattr whiteouts) are read through /proc/self/fd.
+  if (access("/proc/self/fd", X_OK) != 0) {
+    log::error("/proc/self/fd: %s (layerfs needs /proc mounted)", strerror(errno));
+    return 1;
+  }
   auto opened = LayerStack::open(opts.lowerdirs);
   if (auto* e = std::get_if<LayerStack::OpenError>(&opened)) {
-    log::error("lowerdir '%s': %s", e->path.c_str(), strerror(e->code));
+    log::error("lowerdir '%s': %s", e->path.c_str(), e->reason.c_str());
     return 1;
   }
   auto stack = std::get<std::shared_ptr<const LayerStack>>(std::move(opened));
@@ -89,6 +94,7 @@ int run(const Options& opts) {
   root->key = InodeKey{root_st->st_dev, root_st->st_ino};
   root->type = S_IFDIR;
   root->st_ino = stack->map_ino(0, root_st->st_ino);
+  root->parent_st_ino = root->st_ino;
 
   Daemon daemon;
   daemon.stack = stack;
@@ -112,6 +118,7 @@ int run(const Options& opts) {
   fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, &daemon);
   if (se == nullptr) {
     log::error("cannot start a FUSE session (options: %s)", joined.c_str());
+    fuse_opt_free_args(&args);
     return 1;
   }
   int status = 1;
@@ -136,6 +143,7 @@ int run(const Options& opts) {
   }
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);
+  fuse_opt_free_args(&args);
   return status;
 }
 

@@ -53,6 +53,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
   Inode& dir = d.inode(ino);
   const Listing& entries = *handle_of(fi)->listing;
   std::vector<char> buf(size);
+  std::vector<fuse_ino_t> looked_up;  // to undo if the reply cannot be sent
   size_t used = 0;
   const size_t total = entries.size() + 2;
   for (size_t pos = static_cast<size_t>(off); pos < total; ++pos) {
@@ -65,7 +66,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
       const char* name = pos == 0 ? "." : "..";
       fuse_entry_param e;
       memset(&e, 0, sizeof e);
-      e.attr.st_ino = dir.st_ino;
+      e.attr.st_ino = pos == 0 ? dir.st_ino : dir.parent_st_ino;
       e.attr.st_mode = S_IFDIR;
       len = plus ? fuse_add_direntry_plus(req, out, room, name, &e, next)
                  : fuse_add_direntry(req, out, room, name, &e.attr, next);
@@ -76,6 +77,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
         if (fuse_add_direntry_plus(req, nullptr, 0, entry.name.c_str(), nullptr, 0) > room) break;
         fuse_entry_param e;
         if (!d.lookup(dir, entry.name.c_str(), &e).ok()) continue;
+        looked_up.push_back(e.ino);
         len = fuse_add_direntry_plus(req, out, room, entry.name.c_str(), &e, next);
       } else {
         struct stat st;
@@ -88,7 +90,9 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
     if (len > room) break;
     used += len;
   }
-  fuse_reply_buf(req, buf.data(), used);
+  if (fuse_reply_buf(req, buf.data(), used) != 0) {
+    for (fuse_ino_t id : looked_up) d.table->forget(id, 1);
+  }
 }
 
 void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {

@@ -18,14 +18,16 @@ Result<void> Daemon::lookup(Inode& parent, const char* name, fuse_entry_param* e
   fresh->st_ino = stack->map_ino(found->layer, found->st.st_ino);
   fresh->layer = found->layer;
   fresh->dirs = std::move(found->dirs);
-  if (!fresh->is_dir()) {
+  if (fresh->is_dir()) {
+    fresh->parent_st_ino = parent.st_ino;
+  } else {
     fresh->parent = parent.shared_from_this();
     fresh->name = name;
   }
   std::shared_ptr<Inode> live = table->publish(std::move(fresh));
 
   memset(e, 0, sizeof *e);
-  e->ino = InodeTable::id_of(*live);
+  e->ino = table->id_of(*live);
   e->attr = found->st;
   e->attr.st_ino = live->st_ino;
   if (live->merged_dir()) e->attr.st_nlink = 1;
@@ -41,7 +43,8 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   fuse_entry_param e;
   auto r = d.lookup(d.inode(parent), name, &e);
   if (r.ok()) {
-    fuse_reply_entry(req, &e);
+    // An interrupted request's reply is dropped: the kernel never counts this lookup.
+    if (fuse_reply_entry(req, &e) != 0) d.table->forget(e.ino, 1);
   } else if (r.error() == ENOENT) {
     // A negative entry: lower layers never change, so the kernel may remember the absence.
     memset(&e, 0, sizeof e);

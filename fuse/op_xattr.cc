@@ -19,8 +19,16 @@ void reply_sized(fuse_req_t req, const std::string& value, size_t size) {
   }
 }
 
+// The daemon may read trusted.* xattrs; its callers may only if privileged, as on any
+// filesystem (an unprivileged getxattr of trusted.* finds nothing). FUSE tells the caller's uid,
+// not its capabilities, so uid 0 stands for privilege.
+bool hidden_from(fuse_req_t req, std::string_view name) {
+  if (Whiteout::is_private_xattr(name)) return true;
+  return name.starts_with("trusted.") && fuse_req_ctx(req)->uid != 0;
+}
+
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
-  if (Whiteout::is_private_xattr(name)) return (void)fuse_reply_err(req, ENODATA);
+  if (hidden_from(req, name)) return (void)fuse_reply_err(req, ENODATA);
   auto fd = Daemon::of(req).inode(ino).path_fd();
   if (!fd.ok()) return (void)fuse_reply_err(req, fd.error());
   auto value = sys::get_xattr(fd->get(), name);
@@ -37,7 +45,7 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   for (size_t pos = 0; pos < names->size();) {
     const char* name = names->c_str() + pos;
     size_t len = strlen(name);
-    if (len > 0 && !Whiteout::is_private_xattr(name)) shown.append(name, len + 1);
+    if (len > 0 && !hidden_from(req, std::string_view(name, len))) shown.append(name, len + 1);
     pos += len + 1;
   }
   reply_sized(req, shown, size);

@@ -12,22 +12,52 @@ namespace {
 
 constexpr uint64_t kOverflowBit = uint64_t{1} << 63;
 
+using Identity = std::pair<dev_t, ino_t>;
+
+// The identities of a directory and of every directory above it, up to its filesystem root.
+std::vector<Identity> ancestry(int dir_fd) {
+  std::vector<Identity> chain;
+  auto fd = sys::open_at(dir_fd, ".", O_PATH | O_DIRECTORY);
+  while (fd.ok()) {
+    auto st = sys::stat_fd(fd->get());
+    if (!st.ok()) break;
+    Identity id{st->st_dev, st->st_ino};
+    if (!chain.empty() && chain.back() == id) break;  // "/" is its own parent
+    chain.push_back(id);
+    fd = sys::open_at(fd->get(), "..", O_PATH | O_DIRECTORY);
+  }
+  return chain;
+}
+
 }  // namespace
 
 std::variant<std::shared_ptr<const LayerStack>, LayerStack::OpenError> LayerStack::open(
     const std::vector<std::string>& paths) {
   auto stack = std::make_shared<LayerStack>();
   std::map<dev_t, uint32_t> fsids;
+  std::map<Identity, size_t> roots;  // layer roots, for the overlap check
   for (const auto& path : paths) {
     auto fd = sys::open_at(AT_FDCWD, path.c_str(), O_PATH | O_DIRECTORY);
-    if (!fd.ok()) return OpenError{path, fd.error()};
+    if (!fd.ok()) return OpenError{path, fd.err().message()};
     // A layer must be listable; an O_PATH open alone succeeds without read permission.
     auto probe = sys::open_at(fd->get(), ".", O_RDONLY | O_DIRECTORY);
-    if (!probe.ok()) return OpenError{path, probe.error()};
+    if (!probe.ok()) return OpenError{path, probe.err().message()};
     auto st = sys::stat_fd(fd->get());
-    if (!st.ok()) return OpenError{path, st.error()};
+    if (!st.ok()) return OpenError{path, st.err().message()};
+    auto [same, fresh] = roots.emplace(Identity{st->st_dev, st->st_ino}, roots.size());
+    if (!fresh) return OpenError{path, "same directory as lowerdir '" + paths[same->second] + "'"};
     auto [it, inserted] = fsids.emplace(st->st_dev, static_cast<uint32_t>(fsids.size()));
     stack->layers_.push_back(Layer{path, std::move(*fd), st->st_dev, it->second});
+  }
+  for (size_t i = 0; i < stack->layers_.size(); ++i) {
+    auto chain = ancestry(stack->layers_[i].root.get());
+    for (size_t up = 1; up < chain.size(); ++up) {
+      auto it = roots.find(chain[up]);
+      if (it != roots.end()) {
+        return OpenError{paths[i],
+                         "inside lowerdir '" + paths[it->second] + "'; layers must not overlap"};
+      }
+    }
   }
   stack->fs_count_ = static_cast<uint32_t>(fsids.size());
   if (stack->fs_count_ > 1) {

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 #include "layers/base/result.h"
@@ -33,10 +34,12 @@ class LayerStack {
  public:
   struct OpenError {
     std::string path;
-    int code = 0;
+    std::string reason;
   };
 
-  // Opens every path as a layer. The first path that cannot serve as one is returned.
+  // Opens every path as a layer. The first path that cannot serve as one is returned. Layers
+  // may not overlap (one root equal to or inside another), as kernel overlayfs requires: the
+  // merge would otherwise contain itself.
   static std::variant<std::shared_ptr<const LayerStack>, OpenError> open(
       const std::vector<std::string>& paths);
 

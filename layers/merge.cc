@@ -13,9 +13,10 @@ namespace {
 unsigned char dtype_of(mode_t mode) { return static_cast<unsigned char>(IFTODT(mode)); }
 
 // Whether `name` in this layer copy is a whiteout, given its lstat.
-bool is_whiteout(const LayerDir& dir, const char* name, const struct stat& st) {
+Result<bool> is_whiteout(const LayerDir& dir, const char* name, const struct stat& st) {
   if (Whiteout::is_device_whiteout(st)) return true;
-  return dir.xwhiteouts && Whiteout::is_xattr_whiteout(dir.fd.get(), name, st);
+  if (!dir.xwhiteouts) return false;
+  return Whiteout::is_xattr_whiteout(dir.fd.get(), name, st);
 }
 
 bool has_whiteout_file(const LayerDir& dir, const std::string& name) {
@@ -28,8 +29,9 @@ bool has_whiteout_file(const LayerDir& dir, const std::string& name) {
 Result<LayerDir> open_layer_dir(int dir_fd, uint32_t layer) {
   auto fd = sys::open_at(dir_fd, ".", O_PATH | O_DIRECTORY);
   if (!fd.ok()) return fd.err();
-  bool xw = Whiteout::dir_marks(fd->get()).xwhiteouts;
-  return LayerDir{layer, std::move(*fd), xw};
+  auto marks = Whiteout::dir_marks(fd->get());
+  if (!marks.ok()) return marks.err();
+  return LayerDir{layer, std::move(*fd), marks->xwhiteouts};
 }
 
 Result<Resolved> lookup(std::span<const LayerDir> parent, std::string_view name_view) {
@@ -44,7 +46,9 @@ Result<Resolved> lookup(std::span<const LayerDir> parent, std::string_view name_
     auto st = sys::stat_at(dir.fd.get(), name.c_str());
     if (!st.ok() && st.error() != ENOENT) return st.err();
     if (st.ok()) {
-      if (is_whiteout(dir, name.c_str(), *st)) break;
+      auto whiteout = is_whiteout(dir, name.c_str(), *st);
+      if (!whiteout.ok()) return whiteout.err();
+      if (*whiteout) break;
       if (!S_ISDIR(st->st_mode)) {
         if (found) break;  // a non-directory below a directory ends the merge, unseen
         out.layer = dir.layer;
@@ -59,14 +63,15 @@ Result<Resolved> lookup(std::span<const LayerDir> parent, std::string_view name_
       auto dst = sys::stat_fd(fd->get());
       if (!dst.ok()) return dst.err();
       if (!S_ISDIR(dst->st_mode)) return Errno{EIO};  // the layer changed under the mount
-      Whiteout::DirMarks marks = Whiteout::dir_marks(fd->get());
+      auto marks = Whiteout::dir_marks(fd->get());
+      if (!marks.ok()) return marks.err();
       if (!found) {
         out.layer = dir.layer;
         out.st = *dst;
         found = true;
       }
-      out.dirs.push_back(LayerDir{dir.layer, std::move(*fd), marks.xwhiteouts});
-      if (marks.opaque) break;
+      out.dirs.push_back(LayerDir{dir.layer, std::move(*fd), marks->xwhiteouts});
+      if (marks->opaque) break;
     }
     if (has_whiteout_file(dir, name)) break;
   }
@@ -79,6 +84,7 @@ Result<std::vector<ListEntry>> list(std::span<const LayerDir> dirs) {
   std::unordered_set<std::string> seen;  // shown, or deleted by a layer above
   for (const LayerDir& dir : dirs) {
     std::vector<std::string> deleted;  // hides names in the layers below this one only
+    Errno failed{};
     auto r = sys::read_dir(dir.fd.get(), [&](const sys::DirEntry& e) {
       switch (Whiteout::classify_name(e.name)) {
         case Whiteout::Name::kMeta:
@@ -96,7 +102,12 @@ Result<std::vector<ListEntry>> list(std::span<const LayerDir> dirs) {
       if (need_stat) {
         auto st = sys::stat_at(dir.fd.get(), name.c_str());
         if (!st.ok()) return true;  // vanished: nothing to show
-        if (is_whiteout(dir, name.c_str(), *st)) {
+        auto whiteout = is_whiteout(dir, name.c_str(), *st);
+        if (!whiteout.ok()) {
+          failed = whiteout.err();
+          return false;
+        }
+        if (*whiteout) {
           deleted.push_back(std::move(name));
           return true;
         }
@@ -107,6 +118,7 @@ Result<std::vector<ListEntry>> list(std::span<const LayerDir> dirs) {
       return true;
     });
     if (!r.ok()) return r.err();
+    if (failed.code != 0) return failed;
     for (auto& name : deleted) seen.insert(std::move(name));
   }
   return out;

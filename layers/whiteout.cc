@@ -17,6 +17,9 @@ constexpr std::array<const char*, 2> kWhiteoutXattrs = {"trusted.overlay.whiteou
 constexpr std::array<std::string_view, 4> kPrivatePrefixes = {
     "trusted.overlay.", "user.overlay.", "user.fuseoverlayfs.", "security.fuseoverlayfs."};
 
+// Errors that mean "this object has no such xattr" rather than "it could not be read".
+bool is_absent(int err) { return err == ENODATA || err == EOPNOTSUPP; }
+
 bool list_has(std::string_view list, std::string_view name) {
   while (!list.empty()) {
     size_t end = list.find('\0');
@@ -37,26 +40,33 @@ Whiteout::Name Whiteout::classify_name(std::string_view name) {
   return Name::kWhiteoutFile;
 }
 
-bool Whiteout::is_xattr_whiteout(int parent_fd, const char* name, const struct stat& st) {
+Result<bool> Whiteout::is_xattr_whiteout(int parent_fd, const char* name, const struct stat& st) {
   if (!S_ISREG(st.st_mode) || st.st_size != 0) return false;
   auto fd = sys::open_path(parent_fd, name);
-  if (!fd.ok()) return false;
+  if (!fd.ok()) return fd.err();
   for (const char* x : kWhiteoutXattrs) {
-    if (sys::get_xattr(fd->get(), x, nullptr, 0).ok()) return true;
+    auto r = sys::get_xattr(fd->get(), x, nullptr, 0);
+    if (r.ok()) return true;
+    if (!is_absent(r.error())) return r.err();
   }
   return false;
 }
 
-Whiteout::DirMarks Whiteout::dir_marks(int dir_fd) {
+Result<Whiteout::DirMarks> Whiteout::dir_marks(int dir_fd) {
   DirMarks marks;
   // One listxattr answers "no markers" for nearly every directory; values are read only for
   // the names that are present.
   auto names = sys::list_xattr(dir_fd);
+  if (!names.ok() && !is_absent(names.error())) return names.err();
   if (names.ok() && !names->empty()) {
     for (const char* x : kOpaqueXattrs) {
       if (!list_has(*names, x)) continue;
       auto v = sys::get_xattr(dir_fd, x);
-      if (!v.ok() || v->empty()) continue;
+      if (!v.ok()) {
+        if (is_absent(v.error())) continue;
+        return v.err();
+      }
+      if (v->empty()) continue;
       if ((*v)[0] == 'y') marks.opaque = true;
       if ((*v)[0] == 'x') marks.xwhiteouts = true;
     }
@@ -66,7 +76,12 @@ Whiteout::DirMarks Whiteout::dir_marks(int dir_fd) {
   }
   if (!marks.opaque) {
     std::string opq(kOpaqueFile);
-    if (sys::stat_at(dir_fd, opq.c_str()).ok()) marks.opaque = true;
+    auto st = sys::stat_at(dir_fd, opq.c_str());
+    if (st.ok()) {
+      marks.opaque = true;
+    } else if (st.error() != ENOENT) {
+      return st.err();
+    }
   }
   return marks;
 }

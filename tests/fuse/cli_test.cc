@@ -66,6 +66,28 @@ TEST(Cli, UnusableLowerdirFailsWithOneLineNamingIt) {
   }
 }
 
+TEST(Cli, OverlappingLayersAreRefused) {
+  // Kernel overlayfs refuses these too: the merge would contain itself.
+  TempDir t("cli");
+  write_file(t / "a/sub/f", "f");
+  make_dir(t / "mnt");
+  RunResult inside =
+      run({LAYERFS_BIN, "-o", "lowerdir=" + (t / "a").string() + ":" + (t / "a/sub").string(),
+           (t / "mnt").string()});
+  EXPECT_EQ(inside.status, 1);
+  ASSERT_EQ(lines_of(inside.err).size(), 1u) << inside.err;
+  EXPECT_NE(inside.err.find("lowerdir '" + (t / "a/sub").string() + "': inside lowerdir '" +
+                            (t / "a").string() + "'"),
+            std::string::npos)
+      << inside.err;
+  RunResult twice =
+      run({LAYERFS_BIN, "-o", "lowerdir=" + (t / "a").string() + ":" + (t / "a/sub/..").string(),
+           (t / "mnt").string()});
+  EXPECT_EQ(twice.status, 1);
+  EXPECT_NE(twice.err.find("same directory as lowerdir"), std::string::npos) << twice.err;
+  EXPECT_FALSE(is_mounted(t / "mnt"));
+}
+
 TEST(Cli, BadMountpointFailsWithOneLine) {
   TempDir t("cli");
   write_file(t / "l/f", "f");

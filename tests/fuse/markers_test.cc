@@ -97,5 +97,28 @@ TEST(Markers, PrivateXattrsAreNeverVisible) {
   EXPECT_EQ(errno, ERANGE);
 }
 
+// trusted.* xattrs are visible to privileged callers only, as on the layer's own filesystem.
+TEST(Markers, TrustedXattrsOnlyForPrivilegedCallers) {
+  SKIP_WITHOUT_FUSE();
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to set trusted.* and to switch users";
+  TempDir t("markers");
+  write_file(t / "l/f", "f");
+  set_xattr(t / "l/f", "trusted.note", "admin only");
+  set_xattr(t / "l/f", "user.note", "anyone");
+  ASSERT_EQ(chmod(t.path().c_str(), 0755), 0);
+  TempDir mnt("mnt");
+  LayerfsMount mount({t / "l"}, mnt.path());
+  ASSERT_TRUE(mount.ok()) << mount.error();
+  EXPECT_EQ(snapshot(mnt.path())["f"].xattrs.size(), 2u);
+  // As nobody: listxattr names only the user.* xattr (getfattr without -d prints the names the
+  // listing holds, whether or not their values can be read), and trusted.* reads as absent.
+  RunResult as_nobody =
+      run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c",
+           "getfattr -m - \"$0\"; getfattr -n trusted.note \"$0\"", (mnt / "f").string()});
+  EXPECT_NE(as_nobody.out.find("user.note"), std::string::npos) << as_nobody.out << as_nobody.err;
+  EXPECT_EQ(as_nobody.out.find("trusted.note"), std::string::npos) << as_nobody.out;
+  EXPECT_NE(as_nobody.err.find("No such attribute"), std::string::npos) << as_nobody.err;
+}
+
 }  // namespace
 }  // namespace layerfs::test

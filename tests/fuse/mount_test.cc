@@ -274,6 +274,35 @@ TEST(Mount, ConcurrentReadersSeeTheRightData) {
   EXPECT_EQ(bad.load(), 0);
 }
 
+// What readdir says an entry's inode is must be what lstat says, "." and ".." included.
+TEST(Mount, ListedInodeNumbersMatchLstat) {
+  SKIP_WITHOUT_FUSE();
+  TempDir t("dino");
+  write_file(t / "top/d/a", "a");
+  write_file(t / "base/d/b", "b");
+  make_dir(t / "base/d/sub");
+  make_symlink("a", t / "top/d/link");
+  TempDir mnt("mnt");
+  LayerfsMount mount({t / "top", t / "base"}, mnt.path());
+  ASSERT_TRUE(mount.ok()) << mount.error();
+  DIR* d = opendir((mnt / "d").c_str());
+  ASSERT_NE(d, nullptr);
+  std::map<std::string, ino_t> listed;
+  while (dirent* e = readdir(d)) listed[e->d_name] = e->d_ino;
+  closedir(d);
+  auto ino = [](const fs::path& p) {
+    struct stat st;
+    EXPECT_EQ(lstat(p.c_str(), &st), 0) << p;
+    return st.st_ino;
+  };
+  ASSERT_EQ(listed.size(), 6u);
+  EXPECT_EQ(listed["."], ino(mnt / "d"));
+  EXPECT_EQ(listed[".."], ino(mnt.path()));
+  for (const char* name : {"a", "b", "sub", "link"}) {
+    EXPECT_EQ(listed[name], ino(mnt / "d" / name)) << name;
+  }
+}
+
 TEST(Mount, ListingOffsetsAreStable) {
   SKIP_WITHOUT_FUSE();
   TempDir t("offs");

@@ -66,7 +66,7 @@ TEST(Whiteout, OpaqueByEveryUnprivilegedForm) {
   test::make_dir(t / "other");
   test::set_xattr(t / "other", "user.mime_type", "y");
 
-  auto marks = [&](const char* d) { return Whiteout::dir_marks(open_dir(t / d).get()); };
+  auto marks = [&](const char* d) { return *Whiteout::dir_marks(open_dir(t / d).get()); };
   EXPECT_FALSE(marks("plain").opaque);
   EXPECT_TRUE(marks("user").opaque);
   EXPECT_TRUE(marks("fo").opaque);
@@ -84,7 +84,7 @@ TEST(Whiteout, TrustedOpaqueWhenPrivileged) {
     GTEST_SKIP() << "trusted.* xattrs need CAP_SYS_ADMIN";
   test::make_dir(t / "d");
   test::set_xattr(t / "d", "trusted.overlay.opaque", "y");
-  EXPECT_TRUE(Whiteout::dir_marks(open_dir(t / "d").get()).opaque);
+  EXPECT_TRUE(Whiteout::dir_marks(open_dir(t / "d").get())->opaque);
 }
 
 TEST(Whiteout, XattrWhiteoutIsAnEmptyRegularFileWithTheXattr) {
@@ -97,7 +97,7 @@ TEST(Whiteout, XattrWhiteoutIsAnEmptyRegularFileWithTheXattr) {
   UniqueFd dir = open_dir(t.path());
   auto is_wh = [&](const char* name) {
     auto st = sys::stat_at(dir.get(), name);
-    return Whiteout::is_xattr_whiteout(dir.get(), name, *st);
+    return *Whiteout::is_xattr_whiteout(dir.get(), name, *st);
   };
   EXPECT_TRUE(is_wh("empty_marked"));
   EXPECT_FALSE(is_wh("full_marked"));
