@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -147,11 +148,7 @@ int run(const Options& opts) {
   return status;
 }
 
-}  // namespace
-}  // namespace layerfs
-
-int main(int argc, char** argv) {
-  using namespace layerfs;
+int main_impl(int argc, char** argv) {
   log::set_program("layerfs");
   std::vector<std::string> args(argv + 1, argv + argc);
   auto parsed = parse_command_line(args);
@@ -170,4 +167,17 @@ int main(int argc, char** argv) {
   }
   log::set_debug(opts.debug);
   return run(opts);
+}
+
+}  // namespace
+}  // namespace layerfs
+
+int main(int argc, char** argv) {
+  try {
+    return layerfs::main_impl(argc, argv);
+  } catch (const std::exception& e) {
+    // Allocation failure while starting up; inside the request loop it would terminate.
+    layerfs::log::error("%s", e.what());
+    return 1;
+  }
 }

@@ -85,15 +85,14 @@ std::variant<std::monostate, ParseError> apply_option(Options& o, const std::str
     o.max_threads = static_cast<int>(v);
   } else if (key == "debug") {
     o.debug = true;
-  } else if (one_of(kIgnoredFlags, key) && !has_value) {
-    // Accepted silently: the kernel FUSE mount has no such flag to set.
+  } else if ((one_of(kIgnoredFlags, key) && !has_value) || key.starts_with("x-")) {
+    // Accepted silently: flags the FUSE mount has no use for, and userspace-only options
+    // (x-systemd.*, ...) meant for other programs.
   } else if ((one_of(kFuseFlags, key) && !has_value) || (one_of(kFuseValued, key) && has_value)) {
     if (key == "allow_other") o.allow_other_set = true;
     o.fuse_opts.push_back(key + (has_value ? "=" + unescape(raw) : ""));
   } else if (one_of(kLaterOptions, key)) {
     o.warnings.push_back("option '" + opt + "' is not supported yet; ignored");
-  } else if (key.starts_with("x-")) {
-    // Userspace-only mount options (x-systemd.*, ...): meant for other programs.
   } else {
     o.warnings.push_back("unknown option '" + opt + "' ignored");
   }

@@ -122,7 +122,7 @@ Result<void> read_dir(int dir_fd, const std::function<bool(const DirEntry&)>& fn
   // getdents64 needs a real open; O_PATH handles are reopened by name ".".
   auto fd = open_at(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
   if (!fd.ok()) return fd.err();
-  std::vector<char> buf(64 * 1024);
+  std::vector<char> buf(size_t{64} * 1024);
   for (;;) {
     long n = ::syscall(SYS_getdents64, fd->get(), buf.data(), buf.size());
     if (n < 0) return last_errno();
