@@ -1,0 +1,206 @@
+#include "layers/copy_up.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "layers/sys/fs.h"
+#include "layers/whiteout.h"
+
+namespace layerfs {
+namespace {
+
+// Errors after which the next rung of the ladder is worth trying.
+bool try_next(int err) {
+  return err == EXDEV || err == EINVAL || err == ENOSYS || err == EOPNOTSUPP || err == ENOTTY ||
+         err == EBADF;
+}
+
+Result<void> copy_range_rw(int src, int dst, off_t off, off_t len) {
+  std::vector<char> buf(1 << 20);
+  while (len > 0) {
+    ssize_t n = pread(src, buf.data(), std::min<off_t>(len, static_cast<off_t>(buf.size())), off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return last_errno();
+    }
+    if (n == 0) break;
+    for (ssize_t done = 0; done < n;) {
+      ssize_t w = pwrite(dst, buf.data() + done, static_cast<size_t>(n - done), off + done);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return last_errno();
+      }
+      done += w;
+    }
+    off += n;
+    len -= n;
+  }
+  return {};
+}
+
+// The next data segment at or after `off`: [start, end). start == size when there is none.
+std::pair<off_t, off_t> next_segment(int fd, off_t off, off_t size) {
+  off_t start = lseek(fd, off, SEEK_DATA);
+  if (start < 0) return {errno == ENXIO ? size : off, size};  // no SEEK_DATA: all data
+  off_t end = lseek(fd, start, SEEK_HOLE);
+  if (end < 0) end = size;
+  return {start, std::min(end, size)};
+}
+
+Result<void> copy_xattrs(int src_path_fd, int dst_path_fd) {
+  auto names = sys::list_xattr(src_path_fd);
+  if (!names.ok()) {
+    if (names.error() == EOPNOTSUPP || names.error() == ENODATA) return {};
+    return names.err();
+  }
+  char proc[32];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", dst_path_fd);
+  for (size_t pos = 0; pos < names->size();) {
+    std::string name(names->c_str() + pos);
+    pos += name.size() + 1;
+    if (name.empty() || Whiteout::is_private_xattr(name)) continue;
+    auto value = sys::get_xattr(src_path_fd, name.c_str());
+    if (!value.ok()) {
+      if (value.error() == ENODATA) continue;
+      return value.err();
+    }
+    if (setxattr(proc, name.c_str(), value->data(), value->size(), 0) != 0) {
+      // An xattr the upper cannot hold (or this user may not set) is not worth failing for,
+      // as in kernel overlayfs' copy-up; anything else is.
+      if (errno == EOPNOTSUPP || errno == EPERM) continue;
+      return last_errno();
+    }
+  }
+  return {};
+}
+
+// Owner, mode, xattrs, origin and times of the work-dir object behind path_fd.
+Result<void> copy_metadata(Upper& upper, int src_path_fd, int dst_path_fd, const struct stat& st,
+                           const CopyUpOptions& opts) {
+  char proc[32];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", dst_path_fd);
+  bool is_link = S_ISLNK(st.st_mode);
+  if (fchownat(dst_path_fd, "", st.st_uid, st.st_gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+    // Without CAP_CHOWN the copy keeps the mounter's ownership (the rootless case).
+    if (errno != EPERM) return last_errno();
+  }
+  // chown clears set-id bits and capabilities; mode and xattrs come after it.
+  if (!is_link && chmod(proc, st.st_mode & 07777) != 0) return last_errno();
+  auto x = copy_xattrs(src_path_fd, dst_path_fd);
+  if (!x.ok()) return x;
+  if (opts.origin_ino != 0 && !is_link) {
+    std::string v = std::to_string(opts.origin_ino);
+    std::string name = origin_ino_xattr(upper);
+    if (setxattr(proc, name.c_str(), v.data(), v.size(), 0) != 0 && errno != EOPNOTSUPP) {
+      return last_errno();
+    }
+  }
+  const timespec times[2] = {st.st_atim, st.st_mtim};
+  if (utimensat(dst_path_fd, "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+    return last_errno();
+  }
+  return {};
+}
+
+Result<CopyMethod> build(Upper& upper, int src_dir, const char* src_name, const std::string& temp,
+                         const struct stat& st, const CopyUpOptions& opts) {
+  const int work = upper.work_fd();
+  CopyMethod method = CopyMethod::kNone;
+  UniqueFd data_fd;
+  if (S_ISREG(st.st_mode)) {
+    auto src = sys::open_at(src_dir, src_name, O_RDONLY | O_NOFOLLOW);
+    if (!src.ok()) return src.err();
+    auto dst = sys::open_at(work, temp.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (!dst.ok()) return dst.err();
+    auto m = copy_data(src->get(), dst->get(), st.st_size);
+    if (!m.ok()) return m.err();
+    method = *m;
+    data_fd = std::move(*dst);
+  } else if (S_ISDIR(st.st_mode)) {
+    if (mkdirat(work, temp.c_str(), 0700) != 0) return last_errno();
+  } else if (S_ISLNK(st.st_mode)) {
+    auto target = sys::read_link_at(src_dir, src_name);
+    if (!target.ok()) return target.err();
+    if (symlinkat(target->c_str(), work, temp.c_str()) != 0) return last_errno();
+  } else {
+    if (mknodat(work, temp.c_str(), st.st_mode & S_IFMT, st.st_rdev) != 0) return last_errno();
+  }
+  auto dst_path = sys::open_path(work, temp.c_str());
+  if (!dst_path.ok()) return dst_path.err();
+  auto src_path = sys::open_path(src_dir, src_name);
+  if (!src_path.ok()) return src_path.err();
+  auto meta = copy_metadata(upper, src_path->get(), dst_path->get(), st, opts);
+  if (!meta.ok()) return meta.err();
+  if (opts.fsync) {
+    if (data_fd.valid()) {
+      if (fsync(data_fd.get()) != 0) return last_errno();
+    } else if (S_ISDIR(st.st_mode)) {
+      auto d = sys::open_at(work, temp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+      if (d.ok()) fsync(d->get());
+    }
+  }
+  return method;
+}
+
+}  // namespace
+
+Result<CopyMethod> copy_data(int src_fd, int dst_fd, off_t size) {
+  if (size == 0) return CopyMethod::kNone;
+  if (ioctl(dst_fd, FICLONE, src_fd) == 0) return CopyMethod::kClone;
+  CopyMethod method = CopyMethod::kCopyFileRange;
+  for (off_t off = 0; off < size;) {
+    auto [start, end] = next_segment(src_fd, off, size);
+    if (start >= size) break;
+    off_t in = start, out = start;
+    while (in < end) {
+      if (method == CopyMethod::kCopyFileRange) {
+        ssize_t n = copy_file_range(src_fd, &in, dst_fd, &out, static_cast<size_t>(end - in), 0);
+        if (n > 0) continue;
+        if (n == 0) break;
+        if (errno == EINTR) continue;
+        if (!try_next(errno)) return last_errno();
+        method = CopyMethod::kReadWrite;
+      }
+      auto r = copy_range_rw(src_fd, dst_fd, in, end - in);
+      if (!r.ok()) return r.err();
+      in = end;
+    }
+    off = end;
+  }
+  // A trailing hole: the size comes from truncate, not from data.
+  if (ftruncate(dst_fd, size) != 0) return last_errno();
+  return method;
+}
+
+Result<CopyUpResult> copy_up(Upper& upper, int src_dir, const char* src_name, int dst_dir,
+                             const char* dst_name, const CopyUpOptions& opts) {
+  auto st = sys::stat_at(src_dir, src_name);
+  if (!st.ok()) return st.err();
+  std::string temp = upper.temp_name();
+  auto built = build(upper, src_dir, src_name, temp, *st, opts);
+  if (!built.ok()) {
+    upper.discard(temp);
+    return built.err();
+  }
+  auto installed = upper.install(temp, dst_dir, dst_name, false);
+  if (!installed.ok()) {
+    upper.discard(temp);
+    return installed.err();
+  }
+  if (opts.fsync) {
+    // The rename itself reaches the disk with its directory.
+    auto d = sys::reopen(dst_dir, O_RDONLY | O_DIRECTORY);
+    if (d.ok()) fsync(d->get());
+  }
+  auto now = sys::stat_at(dst_dir, dst_name);
+  if (!now.ok()) return now.err();
+  return CopyUpResult{*now, *built};
+}
+
+}  // namespace layerfs

@@ -1,0 +1,51 @@
+// Copy-up: makes a copy of a lower object in the upper, atomically.
+//
+// The copy is built in the work dir and renamed into place only when complete:
+//   data      FICLONE (reflink, instant on btrfs/xfs), else copy_file_range over each data
+//             segment found with SEEK_DATA/SEEK_HOLE (holes stay holes; the kernel may offload
+//             or reflink), else read/write of the data segments;
+//   metadata  owner, mode, xattrs (but the overlay-private ones), then atime/mtime;
+//   origin    the lower inode number, in <prefix>layerfs.ino, so st_ino survives a remount;
+//   fsync     the data and metadata reach the disk before the rename unless the mount says
+//             otherwise (fsync=0 / volatile), as kernel overlayfs does for every copy-up.
+// A crash at any point leaves the upper without the object or with all of it; the work dir is
+// emptied at the next mount.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <cstdint>
+
+#include "layers/base/result.h"
+#include "layers/upper.h"
+
+namespace layerfs {
+
+struct CopyUpOptions {
+  bool fsync = true;
+  uint64_t origin_ino = 0;  // st_ino the mount reports for the object; recorded when nonzero
+};
+
+// Which data path a copy took (for tests and the benchmark).
+enum class CopyMethod { kNone, kClone, kCopyFileRange, kReadWrite };
+
+struct CopyUpResult {
+  struct stat st {};  // lstat of the new upper object
+  CopyMethod method = CopyMethod::kNone;
+};
+
+// Copies `src_name` in `src_dir` (a lower layer's directory) to `dst_name` in `dst_dir` (a
+// directory of the upper). Directories are copied without their contents. Fails with EEXIST if
+// dst_name exists.
+Result<CopyUpResult> copy_up(Upper& upper, int src_dir, const char* src_name, int dst_dir,
+                             const char* dst_name, const CopyUpOptions& opts);
+
+// Copies the data of src to dst (both open regular files), keeping holes; dst ends at `size`.
+Result<CopyMethod> copy_data(int src_fd, int dst_fd, off_t size);
+
+// The name of the xattr that records the original inode number, for an upper's prefix.
+inline std::string origin_ino_xattr(const Upper& upper) {
+  return upper.xattr_prefix() + "layerfs.ino";
+}
+
+}  // namespace layerfs

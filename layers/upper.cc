@@ -1,0 +1,197 @@
+#include "layers/upper.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "layers/sys/fs.h"
+#include "layers/whiteout.h"
+
+namespace layerfs {
+namespace {
+
+std::string describe(const std::string& what, const std::string& path, const std::string& why) {
+  return what + " '" + path + "': " + why;
+}
+
+// Whether `inner` is `outer` or lies below it.
+bool inside(int inner_fd, int outer_fd) {
+  auto outer = sys::stat_fd(outer_fd);
+  if (!outer.ok()) return false;
+  auto fd = sys::open_at(inner_fd, ".", O_PATH | O_DIRECTORY);
+  for (int depth = 0; fd.ok() && depth < 4096; ++depth) {
+    auto st = sys::stat_fd(fd->get());
+    if (!st.ok()) return false;
+    if (st->st_dev == outer->st_dev && st->st_ino == outer->st_ino) return true;
+    auto up = sys::open_at(fd->get(), "..", O_PATH | O_DIRECTORY);
+    if (!up.ok()) return false;
+    auto upst = sys::stat_fd(up->get());
+    if (upst.ok() && upst->st_dev == st->st_dev && upst->st_ino == st->st_ino) return false;
+    fd = std::move(up);
+  }
+  return false;
+}
+
+Result<UniqueFd> lock_dir(int path_fd) {
+  auto fd = sys::reopen(path_fd, O_RDONLY | O_DIRECTORY);
+  if (!fd.ok()) return fd;
+  if (flock(fd->get(), LOCK_EX | LOCK_NB) != 0) return last_errno();
+  return fd;
+}
+
+}  // namespace
+
+Result<void> remove_contents(int dir_fd) {
+  std::vector<std::pair<std::string, unsigned char>> entries;
+  auto r = sys::read_dir(dir_fd, [&](const sys::DirEntry& e) {
+    entries.emplace_back(std::string(e.name), e.type);
+    return true;
+  });
+  if (!r.ok()) return r;
+  for (const auto& [name, type] : entries) {
+    bool is_dir = type == DT_DIR;
+    if (type == DT_UNKNOWN) {
+      auto st = sys::stat_at(dir_fd, name.c_str());
+      is_dir = st.ok() && S_ISDIR(st->st_mode);
+    }
+    if (is_dir) {
+      auto sub = sys::open_at(dir_fd, name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+      if (!sub.ok()) return sub.err();
+      auto inner = remove_contents(sub->get());
+      if (!inner.ok()) return inner;
+    }
+    if (unlinkat(dir_fd, name.c_str(), is_dir ? AT_REMOVEDIR : 0) != 0 && errno != ENOENT) {
+      return last_errno();
+    }
+  }
+  return {};
+}
+
+std::variant<std::unique_ptr<Upper>, std::string> Upper::open(const std::string& upper_path,
+                                                              const std::string& work_path) {
+  auto up = std::make_unique<Upper>();
+  auto upper = sys::open_at(AT_FDCWD, upper_path.c_str(), O_PATH | O_DIRECTORY);
+  if (!upper.ok()) return describe("upperdir", upper_path, upper.err().message());
+  if (faccessat(upper->get(), ".", W_OK | X_OK, AT_EACCESS) != 0) {
+    return describe("upperdir", upper_path, Errno{errno}.message());
+  }
+  auto workdir = sys::open_at(AT_FDCWD, work_path.c_str(), O_PATH | O_DIRECTORY);
+  if (!workdir.ok()) return describe("workdir", work_path, workdir.err().message());
+  auto ust = sys::stat_fd(upper->get());
+  auto wst = sys::stat_fd(workdir->get());
+  if (!ust.ok() || !wst.ok()) return describe("upperdir", upper_path, "cannot stat");
+  if (ust->st_dev != wst->st_dev) {
+    return describe("workdir", work_path, "not on the same filesystem as upperdir");
+  }
+  if (inside(workdir->get(), upper->get()) || inside(upper->get(), workdir->get())) {
+    return describe("workdir", work_path, "upperdir and workdir must not contain each other");
+  }
+
+  auto upper_lock = lock_dir(upper->get());
+  if (!upper_lock.ok()) {
+    return describe("upperdir", upper_path,
+                    upper_lock.error() == EWOULDBLOCK ? "in use by another layerfs mount"
+                                                      : upper_lock.err().message());
+  }
+  auto work_lock = lock_dir(workdir->get());
+  if (!work_lock.ok()) {
+    return describe("workdir", work_path,
+                    work_lock.error() == EWOULDBLOCK ? "in use by another layerfs mount"
+                                                     : work_lock.err().message());
+  }
+
+  if (mkdirat(workdir->get(), "work", 0700) != 0 && errno != EEXIST) {
+    return describe("workdir", work_path, "cannot create work: " + Errno{errno}.message());
+  }
+  auto work = sys::open_at(workdir->get(), "work", O_PATH | O_DIRECTORY | O_NOFOLLOW);
+  if (!work.ok()) return describe("workdir", work_path, "work: " + work.err().message());
+  auto cleaned = remove_contents(work->get());
+  if (!cleaned.ok()) {
+    return describe("workdir", work_path, "cannot empty work: " + cleaned.err().message());
+  }
+
+  // trusted.* needs CAP_SYS_ADMIN; without it the markers go to user.*, as kernel overlayfs
+  // does with userxattr.
+  auto probe = sys::open_at(work->get(), "#probe", O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (!probe.ok()) return describe("workdir", work_path, "not writable: " + probe.err().message());
+  bool trusted = fsetxattr(probe->get(), "trusted.overlay.layerfs", "y", 1, 0) == 0;
+  up->device_whiteouts_ = mknodat(work->get(), "#probe-wh", S_IFCHR, makedev(0, 0)) == 0;
+  unlinkat(work->get(), "#probe-wh", 0);
+  unlinkat(work->get(), "#probe", 0);
+
+  up->upper_ = std::move(*upper);
+  up->work_ = std::move(*work);
+  up->upper_lock_ = std::move(*upper_lock);
+  up->work_lock_ = std::move(*work_lock);
+  up->dev_ = ust->st_dev;
+  up->prefix_ = trusted ? "trusted.overlay." : "user.overlay.";
+  return up;
+}
+
+std::string Upper::temp_name() {
+  char buf[32];
+  snprintf(buf, sizeof buf, "#%llx", static_cast<unsigned long long>(++counter_));
+  return buf;
+}
+
+Result<void> Upper::install(const std::string& temp, int dir_fd, const char* name, bool replace) {
+  if (renameat2(work_.get(), temp.c_str(), dir_fd, name, replace ? 0 : RENAME_NOREPLACE) != 0) {
+    return last_errno();
+  }
+  return {};
+}
+
+void Upper::discard(const std::string& temp) {
+  auto st = sys::stat_at(work_.get(), temp.c_str());
+  if (!st.ok()) return;
+  if (S_ISDIR(st->st_mode)) {
+    auto sub = sys::open_at(work_.get(), temp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+    if (sub.ok()) (void)remove_contents(sub->get());
+    unlinkat(work_.get(), temp.c_str(), AT_REMOVEDIR);
+  } else {
+    unlinkat(work_.get(), temp.c_str(), 0);
+  }
+}
+
+Result<void> Upper::make_whiteout(int dir_fd, const char* name) {
+  std::string temp = temp_name();
+  if (device_whiteouts_) {
+    if (mknodat(work_.get(), temp.c_str(), S_IFCHR, makedev(0, 0)) != 0) return last_errno();
+    auto r = install(temp, dir_fd, name, true);
+    if (!r.ok()) discard(temp);
+    return r;
+  }
+  // No mknod: the OCI form. The name itself must go, and the marker takes its place.
+  auto fd = sys::open_at(work_.get(), temp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (!fd.ok()) return fd.err();
+  fd->reset();
+  std::string marker = std::string(Whiteout::kPrefix) + name;
+  auto r = install(temp, dir_fd, marker.c_str(), true);
+  if (!r.ok()) {
+    discard(temp);
+    return r;
+  }
+  auto st = sys::stat_at(dir_fd, name);
+  if (st.ok()) {
+    std::string gone = temp_name();
+    if (renameat(dir_fd, name, work_.get(), gone.c_str()) == 0) discard(gone);
+  }
+  return {};
+}
+
+Result<void> Upper::mark_opaque(int dir_fd) {
+  std::string name = prefix_ + "opaque";
+  auto fd = sys::reopen(dir_fd, O_RDONLY | O_DIRECTORY);
+  if (!fd.ok()) return fd.err();
+  if (fsetxattr(fd->get(), name.c_str(), "y", 1, 0) != 0) return last_errno();
+  return {};
+}
+
+}  // namespace layerfs

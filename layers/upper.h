@@ -1,0 +1,68 @@
+// The writable layer of a mount: the upper directory and the work directory beside it.
+//
+// Everything that appears in the upper appears atomically: it is built in workdir/work (the
+// directory kernel overlayfs uses for the same purpose) and renamed into place only when
+// complete, so a crash leaves either the old state or the new one. The work dir is emptied when
+// the upper is opened. Two mounts may not share an upper or a work dir: both are locked (flock)
+// for as long as the Upper lives.
+//
+// Markers are written in the format kernel overlayfs reads (DESIGN section 3): a whiteout is a
+// char device 0/0 (or a ".wh.NAME" file where mknod is refused); opaque is overlay.opaque=y in
+// the trusted namespace when the process may write it, else in the user namespace (what kernel
+// overlayfs reads with -o userxattr).
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <variant>
+
+#include "layers/base/result.h"
+#include "layers/base/unique_fd.h"
+
+namespace layerfs {
+
+class Upper {
+ public:
+  // Opens and locks upper and work. The error is one line naming the directory and the reason.
+  static std::variant<std::unique_ptr<Upper>, std::string> open(const std::string& upper_path,
+                                                                const std::string& work_path);
+
+  int upper_fd() const { return upper_.get(); }  // O_PATH
+  int work_fd() const { return work_.get(); }    // O_PATH on workdir/work
+  dev_t dev() const { return dev_; }
+  // "trusted.overlay." or "user.overlay.": the namespace this upper's markers are written in.
+  const std::string& xattr_prefix() const { return prefix_; }
+
+  // A name in the work dir that no other operation of this process uses.
+  std::string temp_name();
+
+  // Makes `name` in `dir_fd` (a directory of the upper) a whiteout, replacing whatever is there,
+  // in one rename.
+  Result<void> make_whiteout(int dir_fd, const char* name);
+  // Marks a directory of the upper opaque.
+  Result<void> mark_opaque(int dir_fd);
+  // Renames the work-dir entry `temp` to `name` in dir_fd; with `replace` it may replace an
+  // existing entry, else it fails with EEXIST.
+  Result<void> install(const std::string& temp, int dir_fd, const char* name, bool replace);
+  // Removes a work-dir entry (a directory with everything in it).
+  void discard(const std::string& temp);
+
+ private:
+  UniqueFd upper_;
+  UniqueFd work_;
+  UniqueFd upper_lock_;
+  UniqueFd work_lock_;
+  dev_t dev_ = 0;
+  std::string prefix_;
+  bool device_whiteouts_ = true;
+  std::atomic<uint64_t> counter_{0};
+};
+
+// Removes everything below the directory dir_fd (not the directory itself), without following
+// symlinks. Used to empty the work dir.
+Result<void> remove_contents(int dir_fd);
+
+}  // namespace layerfs
