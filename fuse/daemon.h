@@ -5,14 +5,17 @@
 #include <fuse_lowlevel.h>
 
 #include <memory>
+#include <string>
 
 #include "fuse/inode_table.h"
 #include "layers/layer_stack.h"
+#include "layers/upper.h"
 
 namespace layerfs {
 
 // One place for what the kernel may cache and for how long. Lower layers are immutable while
-// mounted (the kernel overlayfs contract), so everything read from them is cached long.
+// mounted and the upper changes only through the mount (the kernel overlayfs contract), so
+// everything is cached long; the kernel drops what a change through the mount invalidates.
 struct CachePolicy {
   double entry_timeout;  // positive and negative lookups
   double attr_timeout;
@@ -20,19 +23,41 @@ struct CachePolicy {
   bool cache_readdir;    // let the kernel cache directory listings
 };
 
+// Who asks: new objects belong to the caller, as on any filesystem.
+struct Caller {
+  uid_t uid;
+  gid_t gid;
+};
+
 struct Daemon {
-  std::shared_ptr<const LayerStack> stack;
+  std::shared_ptr<const LayerStack> stack;  // with an upper, layer 0 is the upper
+  std::unique_ptr<Upper> upper;             // null: a read-only mount
   std::unique_ptr<InodeTable> table;
   CachePolicy cache;
+  bool fsync_copy_up = true;
 
   static Daemon& of(fuse_req_t req) { return *static_cast<Daemon*>(fuse_req_userdata(req)); }
   Inode& inode(fuse_ino_t id) { return table->from_id(id); }
+  bool writable() const { return upper != nullptr; }
 
   // Resolves `name` in `parent` and publishes the inode; fills `e` for the reply.
   Result<void> lookup(Inode& parent, const char* name, fuse_entry_param* e);
+  // Resolves without publishing: the inode the kernel holds for the name, or a fresh one.
+  Result<std::shared_ptr<Inode>> resolve(Inode& parent, const char* name);
+  // Fills `e` for an inode the kernel is told about (counts a lookup).
+  void fill_entry(const std::shared_ptr<Inode>& inode, const struct stat& st, fuse_entry_param* e);
+
+  // The inode number the mount shows for an upper object: its recorded origin, if any.
+  uint64_t upper_st_ino(int dir_fd, const char* name, const struct stat& st) const;
+
+  // Makes sure `inode` lives in the upper, copying it (and its parents first) if not.
+  Result<void> copy_up(Inode& inode);
+  // Whether a lower copy of `dir` still shows `name`: removing it then needs a whiteout.
+  bool lower_has(Inode& dir, const char* name);
+  // The merged listing of a directory, built once and shared.
+  Result<std::shared_ptr<const Listing>> listing(Inode& dir);
 };
 
-// The per-op groups register themselves into the ops table.
 void add_entry_ops(fuse_lowlevel_ops& ops);
 void add_dir_ops(fuse_lowlevel_ops& ops);
 void add_file_ops(fuse_lowlevel_ops& ops);

@@ -2,37 +2,157 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
+
 #include "layers/sys/fs.h"
 
 namespace layerfs {
 
-int Inode::parent_fd() const {
-  for (const LayerDir& d : parent->dirs) {
+Inode::Where Inode::where() const {
+  Where w;
+  {
+    std::lock_guard lock(mu_);
+    w.parent = parent_;
+    w.name = name_;
+    w.layer = layer_;
+  }
+  if (w.parent) w.dir_fd = w.parent->copy_fd(w.layer);
+  return w;
+}
+
+std::vector<DirRef> Inode::copies() const {
+  std::lock_guard lock(mu_);
+  return refs(dirs_);
+}
+
+int Inode::copy_fd(uint32_t layer) const {
+  std::lock_guard lock(mu_);
+  for (const LayerDir& d : dirs_) {
     if (d.layer == layer) return d.fd.get();
   }
-  return -1;  // unreachable: a child is always resolved through its parent's copies
+  return -1;
+}
+
+bool Inode::has_lower_copies() const {
+  std::lock_guard lock(mu_);
+  return std::any_of(dirs_.begin(), dirs_.end(), [](const LayerDir& d) { return d.layer != 0; });
+}
+
+uint32_t Inode::layer() const {
+  std::lock_guard lock(mu_);
+  return is_dir() && !dirs_.empty() ? dirs_.front().layer : layer_;
+}
+
+uint64_t Inode::parent_st_ino() const {
+  std::lock_guard lock(mu_);
+  return parent_st_ino_;
 }
 
 Result<struct stat> Inode::stat() const {
-  auto st =
-      is_dir() ? sys::stat_fd(dirs.front().fd.get()) : sys::stat_at(parent_fd(), name.c_str());
+  Result<struct stat> st = Errno{ENOENT};
+  bool merged = false;
+  if (is_dir()) {
+    int fd;
+    {
+      std::lock_guard lock(mu_);
+      fd = dirs_.front().fd.get();
+      merged = dirs_.size() > 1;
+    }
+    st = sys::stat_fd(fd);
+  } else if (int pinned = pinned_fd(); pinned >= 0) {
+    st = sys::stat_fd(pinned);
+  } else {
+    Where w = where();
+    st = sys::stat_at(w.dir_fd, w.name.c_str());
+  }
   if (!st.ok()) return st;
-  st->st_ino = st_ino;
-  if (merged_dir()) st->st_nlink = 1;
+  st->st_ino = st_ino();
+  if (merged) st->st_nlink = 1;
   return st;
 }
 
 Result<UniqueFd> Inode::open(int flags) const {
-  if (is_dir()) return sys::reopen(dirs.front().fd.get(), flags);
-  return sys::open_at(parent_fd(), name.c_str(), flags | O_NOFOLLOW);
+  if (is_dir()) {
+    int fd;
+    {
+      std::lock_guard lock(mu_);
+      fd = dirs_.front().fd.get();
+    }
+    return sys::reopen(fd, flags);
+  }
+  if (int pinned = pinned_fd(); pinned >= 0) return sys::reopen(pinned, flags);
+  Where w = where();
+  return sys::open_at(w.dir_fd, w.name.c_str(), flags | O_NOFOLLOW);
 }
 
 Result<UniqueFd> Inode::path_fd() const {
-  if (is_dir()) return sys::open_at(dirs.front().fd.get(), ".", O_PATH | O_DIRECTORY);
-  return sys::open_path(parent_fd(), name.c_str());
+  if (is_dir()) {
+    int fd;
+    {
+      std::lock_guard lock(mu_);
+      fd = dirs_.front().fd.get();
+    }
+    return sys::open_at(fd, ".", O_PATH | O_DIRECTORY);
+  }
+  if (int pinned = pinned_fd(); pinned >= 0) return sys::dup_fd(pinned);
+  Where w = where();
+  return sys::open_path(w.dir_fd, w.name.c_str());
 }
 
-InodeTable::InodeTable(std::shared_ptr<Inode> root) : root_(std::move(root)) { root_->nlookup = 1; }
+void Inode::init_location(std::shared_ptr<Inode> parent, std::string name, uint32_t layer,
+                          std::vector<LayerDir> dirs, uint64_t parent_st_ino) {
+  std::lock_guard lock(mu_);
+  parent_ = std::move(parent);
+  name_ = std::move(name);
+  layer_ = layer;
+  dirs_ = std::move(dirs);
+  parent_st_ino_ = parent_st_ino;
+}
+
+void Inode::moved_to_upper(std::optional<LayerDir> upper_copy) {
+  std::lock_guard lock(mu_);
+  layer_ = 0;
+  if (upper_copy) dirs_.insert(dirs_.begin(), std::move(*upper_copy));
+  listing_.reset();
+}
+
+void Inode::renamed(std::shared_ptr<Inode> parent, std::string name, uint64_t parent_st_ino) {
+  std::lock_guard lock(mu_);
+  parent_ = std::move(parent);
+  name_ = std::move(name);
+  parent_st_ino_ = parent_st_ino;
+}
+
+void Inode::pin(UniqueFd path_fd) {
+  std::lock_guard lock(mu_);
+  if (!pinned_.valid()) pinned_ = std::move(path_fd);
+}
+
+int Inode::pinned_fd() const {
+  std::lock_guard lock(mu_);
+  return pinned_.get();
+}
+
+std::shared_ptr<const Listing> Inode::listing() const {
+  std::lock_guard lock(mu_);
+  return listing_;
+}
+
+void Inode::set_listing(std::shared_ptr<const Listing> listing) {
+  std::lock_guard lock(mu_);
+  if (!listing_) listing_ = std::move(listing);
+}
+
+void Inode::drop_listing() {
+  std::lock_guard lock(mu_);
+  listing_.reset();
+}
+
+InodeTable::InodeTable(std::shared_ptr<Inode> root) : root_(std::move(root)) {
+  root_->nlookup_ = 1;
+  root_->keys_.push_back(root_->key());
+  by_key_[root_->key()] = root_.get();
+}
 
 fuse_ino_t InodeTable::id_of(const Inode& inode) const {
   if (&inode == root_.get()) return FUSE_ROOT_ID;
@@ -48,16 +168,51 @@ std::shared_ptr<Inode> InodeTable::publish(std::shared_ptr<Inode> fresh) {
   std::shared_ptr<Inode> live;
   {
     std::lock_guard lock(mu_);
-    if (fresh->key == root_->key) {
-      live = root_;
+    auto it = by_key_.find(fresh->key());
+    if (it != by_key_.end()) {
+      live = it->second == root_.get() ? root_ : live_.at(it->second);
     } else {
-      auto [it, inserted] = by_key_.try_emplace(fresh->key, fresh);
-      live = it->second;
+      live = fresh;
+      by_key_[fresh->key()] = fresh.get();
+      fresh->keys_.push_back(fresh->key());
+      live_[fresh.get()] = fresh;
     }
-    ++live->nlookup;
+    ++live->nlookup_;
   }
   // `fresh`, if unused, is released here, outside the lock: its fds close without it.
   return live;
+}
+
+std::shared_ptr<Inode> InodeTable::find(const InodeKey& key) {
+  std::lock_guard lock(mu_);
+  auto it = by_key_.find(key);
+  if (it == by_key_.end()) return nullptr;
+  return it->second == root_.get() ? root_ : live_.at(it->second);
+}
+
+void InodeTable::alias(Inode& inode, const InodeKey& key) {
+  std::lock_guard lock(mu_);
+  if (&inode != root_.get() && !live_.contains(&inode)) return;
+  auto [it, inserted] = by_key_.try_emplace(key, &inode);
+  if (!inserted) {
+    if (it->second == &inode) return;
+    // A stale owner (an object whose name went away unnoticed): the newer identity wins.
+    Inode* old = it->second;
+    auto& keys = old->keys_;
+    keys.erase(std::remove(keys.begin(), keys.end(), key), keys.end());
+    it->second = &inode;
+  }
+  inode.keys_.push_back(key);
+}
+
+void InodeTable::unhash(Inode& inode) {
+  std::lock_guard lock(mu_);
+  if (&inode == root_.get()) return;
+  for (const InodeKey& k : inode.keys_) {
+    auto it = by_key_.find(k);
+    if (it != by_key_.end() && it->second == &inode) by_key_.erase(it);
+  }
+  inode.keys_.clear();
 }
 
 void InodeTable::forget(fuse_ino_t id, uint64_t n) {
@@ -65,22 +220,24 @@ void InodeTable::forget(fuse_ino_t id, uint64_t n) {
   std::shared_ptr<Inode> dropped;
   {
     std::lock_guard lock(mu_);
-    Inode& inode = from_id(id);
-    if (&inode == root_.get()) return;
-    inode.nlookup -= std::min(n, inode.nlookup);
-    if (inode.nlookup != 0) return;
-    auto it = by_key_.find(inode.key);
-    if (it != by_key_.end() && it->second.get() == &inode) {
-      dropped = std::move(it->second);
-      by_key_.erase(it);
+    auto it = live_.find(reinterpret_cast<Inode*>(id));
+    if (it == live_.end()) return;
+    Inode& inode = *it->second;
+    inode.nlookup_ -= std::min(n, inode.nlookup_);
+    if (inode.nlookup_ != 0) return;
+    for (const InodeKey& k : inode.keys_) {
+      auto kt = by_key_.find(k);
+      if (kt != by_key_.end() && kt->second == &inode) by_key_.erase(kt);
     }
+    dropped = std::move(it->second);
+    live_.erase(it);
   }
   // The last reference may go here, closing fds and releasing the parent, with no lock held.
 }
 
 size_t InodeTable::size() {
   std::lock_guard lock(mu_);
-  return by_key_.size() + 1;
+  return live_.size() + 1;
 }
 
 }  // namespace layerfs

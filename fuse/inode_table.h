@@ -1,17 +1,22 @@
-// The daemon's inodes and the table that maps FUSE node ids to them.
+// The daemon's inodes and the table that maps FUSE node ids and object identities to them.
 //
 // Concurrency rules (they hold for every file in fuse/):
-// 1. Lock order: table -> inode -> handle. Never take the table lock while holding an inode's.
+// 1. Lock order: table -> inode. Never hold two inode mutexes at once: copy what is needed out
+//    of one (Inode::where, Inode::copies) and let go before taking the next.
 // 2. nlookup is raised and lowered only under the table lock; an inode leaves the table when it
-//    reaches zero, after forget has found it again by key (a newer inode may own the key).
-// 3. Syscalls run with no lock held: work is computed outside and published under the lock.
+//    reaches zero, found by its address (never by a key another inode may own now).
+// 3. No syscall under an inode mutex or the table lock: work is computed outside and published
+//    under the lock. The one lock held across syscalls is an inode's copy_up_mu, which only a
+//    copy-up of that same object waits for.
 // 4. Every request gets exactly one reply, sent with no lock held.
-// 5. The root is pinned: it is never forgotten.
-// 6. readdirplus sizes an entry before looking it up, so no lookup needs undoing.
+// 5. The root is pinned: it is never forgotten and is known to the kernel as FUSE_ROOT_ID.
+// 6. readdirplus sizes an entry before looking it up; a reply that cannot be sent is undone.
+// The kernel's VFS already serialises namespace changes within a directory (create, unlink,
+// rename hold the directory's lock), so the daemon only keeps its own state consistent.
 //
-// An inode is keyed by the identity (st_dev, st_ino) of the object that provides it, so hard
-// links within a layer are one inode. Its FUSE node id is its address; the table's shared_ptr
-// keeps it alive while the kernel knows it, and children keep their parents alive.
+// An inode is found by the identity (st_dev, st_ino) of the object that provides it, so hard
+// links within a layer are one inode. A copy-up adds the upper copy's identity as an alias; an
+// object whose last name is removed is unhashed, so a reused inode number never finds it.
 //
 // Directories hold an O_PATH fd for each layer copy in their merge. Other objects hold no fd:
 // they are reached by name from their parent's copy in their layer. One fd per file would
@@ -21,9 +26,11 @@
 #include <fuse_lowlevel.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -37,46 +44,93 @@ namespace layerfs {
 struct InodeKey {
   dev_t dev = 0;
   ino_t ino = 0;
+  // Nonzero for one name of a lower hard-link pair in a writable mount: copying that name up
+  // breaks the link (as in kernel overlayfs), so each name is an inode of its own.
+  uint64_t link = 0;
   bool operator==(const InodeKey&) const = default;
 };
 
 struct InodeKeyHash {
   size_t operator()(const InodeKey& k) const noexcept {
-    return std::hash<uint64_t>()(k.ino * 0x9E3779B97F4A7C15ull ^ k.dev);
+    return std::hash<uint64_t>()((k.ino * 0x9E3779B97F4A7C15ull ^ k.dev) + k.link);
   }
 };
 
 using Listing = std::vector<ListEntry>;
 
-struct Inode : std::enable_shared_from_this<Inode> {
-  InodeKey key;
-  mode_t type = 0;      // S_IFMT bits
-  uint64_t st_ino = 0;  // what the mount reports
-  uint32_t layer = 0;   // layer of the object shown
+class Inode : public std::enable_shared_from_this<Inode> {
+ public:
+  Inode(InodeKey key, mode_t type, uint64_t st_ino) : key_(key), type_(type), st_ino_(st_ino) {}
 
-  std::shared_ptr<Inode> parent;  // non-directories: reached as parent/name in `layer`
-  std::string name;
-  std::vector<LayerDir> dirs;  // directories: every layer copy in the merge, top first
-  uint64_t parent_st_ino = 0;  // directories: st_ino of the parent, for ".."
+  const InodeKey& key() const { return key_; }
+  mode_t type() const { return type_; }
+  bool is_dir() const { return S_ISDIR(type_); }
+  uint64_t st_ino() const { return st_ino_.load(std::memory_order_relaxed); }
+  void set_st_ino(uint64_t v) { st_ino_.store(v, std::memory_order_relaxed); }
 
-  uint64_t nlookup = 0;  // guarded by the table lock
+  // Where the object shown lives: the parent's copy in the object's layer, and the name.
+  struct Where {
+    std::shared_ptr<Inode> parent;  // keeps dir_fd open
+    int dir_fd = -1;
+    std::string name;
+    uint32_t layer = 0;
+  };
+  Where where() const;  // not for the root
 
-  std::mutex mu;                           // guards listing
-  std::shared_ptr<const Listing> listing;  // built on first opendir; layers never change
-
-  bool is_dir() const { return S_ISDIR(type); }
-  // Kernel overlayfs reports nlink 1 for a directory merged from several layers.
-  bool merged_dir() const { return dirs.size() > 1; }
-
-  // The O_PATH fd of the parent's copy in this inode's layer (non-directories).
-  int parent_fd() const;
+  // Directories: a snapshot of the copies in the merge, top first. The fds stay open for as
+  // long as the inode lives.
+  std::vector<DirRef> copies() const;
+  // Directories: the fd of the copy in `layer`, or -1.
+  int copy_fd(uint32_t layer) const;
+  // Directories: whether any copy is below the upper (layer 0).
+  bool has_lower_copies() const;
+  uint32_t layer() const;
+  uint64_t parent_st_ino() const;
 
   // lstat of the object shown, with st_ino and st_nlink as the mount reports them.
   Result<struct stat> stat() const;
   // Opens the object shown (never through a symlink).
   Result<UniqueFd> open(int flags) const;
-  // An O_PATH fd on the object shown, for xattr calls.
+  // An O_PATH fd on the object shown, for xattr and metadata calls.
   Result<UniqueFd> path_fd() const;
+
+  // Set up once, before the inode is published.
+  void init_location(std::shared_ptr<Inode> parent, std::string name, uint32_t layer,
+                     std::vector<LayerDir> dirs, uint64_t parent_st_ino);
+  // After a copy-up: the object now lives in the upper; a directory gains its upper copy.
+  void moved_to_upper(std::optional<LayerDir> upper_copy);
+  // After a rename.
+  void renamed(std::shared_ptr<Inode> parent, std::string name, uint64_t parent_st_ino);
+  // An upper file with more than one link is held by an O_PATH fd, since the name it was found
+  // by may be removed while other names remain.
+  void pin(UniqueFd path_fd);
+  int pinned_fd() const;
+
+  // The merged listing, built by the caller when absent; dropped whenever the directory changes.
+  std::shared_ptr<const Listing> listing() const;
+  void set_listing(std::shared_ptr<const Listing> listing);
+  void drop_listing();
+
+  std::mutex copy_up_mu;  // held while this object is copied up (rule 3)
+
+ private:
+  friend class InodeTable;
+  const InodeKey key_;
+  const mode_t type_;
+  std::atomic<uint64_t> st_ino_;
+
+  mutable std::mutex mu_;
+  std::shared_ptr<Inode> parent_;
+  std::string name_;
+  uint32_t layer_ = 0;
+  std::vector<LayerDir> dirs_;
+  uint64_t parent_st_ino_ = 0;
+  std::shared_ptr<const Listing> listing_;
+  UniqueFd pinned_;
+
+  // Guarded by the table lock.
+  uint64_t nlookup_ = 0;
+  std::vector<InodeKey> keys_;
 };
 
 class InodeTable {
@@ -91,13 +145,21 @@ class InodeTable {
   // Publishes a freshly resolved inode, or finds the live inode with its key; either way the
   // returned inode's nlookup is raised by one.
   std::shared_ptr<Inode> publish(std::shared_ptr<Inode> fresh);
+  // The live inode with this identity, without counting a lookup.
+  std::shared_ptr<Inode> find(const InodeKey& key);
+  // Makes `key` find `inode` too (the identity of its upper copy).
+  void alias(Inode& inode, const InodeKey& key);
+  // Forgets every identity of `inode`: its object is gone from the tree. The kernel may still
+  // hold it (open files) until it forgets it.
+  void unhash(Inode& inode);
 
   void forget(fuse_ino_t id, uint64_t n);
   size_t size();
 
  private:
   std::mutex mu_;
-  std::unordered_map<InodeKey, std::shared_ptr<Inode>, InodeKeyHash> by_key_;
+  std::unordered_map<InodeKey, Inode*, InodeKeyHash> by_key_;
+  std::unordered_map<Inode*, std::shared_ptr<Inode>> live_;
   std::shared_ptr<Inode> root_;
 };
 

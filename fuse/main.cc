@@ -44,20 +44,28 @@ constexpr const char* kUsage =
 
 int run(const Options& opts) {
   for (const auto& w : opts.warnings) log::warn("%s", w.c_str());
-  if (!opts.upperdir.empty()) {
-    log::error("upperdir '%s': writable mounts are not supported by this build",
-               opts.upperdir.c_str());
-    return 1;
-  }
 
   // Xattrs (and so opaque dirs and xattr whiteouts) are read through /proc/self/fd.
   if (access("/proc/self/fd", X_OK) != 0) {
     log::error("/proc/self/fd: %s (layerfs needs /proc mounted)", strerror(errno));
     return 1;
   }
-  auto opened = LayerStack::open(opts.lowerdirs);
+  std::unique_ptr<Upper> upper;
+  std::vector<std::string> layer_paths = opts.lowerdirs;
+  if (!opts.upperdir.empty()) {
+    auto u = Upper::open(opts.upperdir, opts.workdir);
+    if (auto* e = std::get_if<std::string>(&u)) {
+      log::error("%s", e->c_str());
+      return 1;
+    }
+    upper = std::move(std::get<std::unique_ptr<Upper>>(u));
+    layer_paths.insert(layer_paths.begin(), opts.upperdir);
+  }
+  auto opened = LayerStack::open(layer_paths);
   if (auto* e = std::get_if<LayerStack::OpenError>(&opened)) {
-    log::error("lowerdir '%s': %s", e->path.c_str(), e->reason.c_str());
+    const bool is_upper = upper && e->path == opts.upperdir;
+    log::error("%s '%s': %s", is_upper ? "upperdir" : "lowerdir", e->path.c_str(),
+               e->reason.c_str());
     return 1;
   }
   auto stack = std::get<std::shared_ptr<const LayerStack>>(std::move(opened));
@@ -78,32 +86,38 @@ int run(const Options& opts) {
   sys::raise_fd_limit();
 
   // The root merges every layer's root (kernel overlayfs ignores opaque marks on layer roots).
-  auto root = std::make_shared<Inode>();
+  std::vector<LayerDir> roots;
   for (size_t i = 0; i < stack->size(); ++i) {
     auto dir = open_layer_dir(stack->layer(i).root.get(), static_cast<uint32_t>(i));
     if (!dir.ok()) {
-      log::error("lowerdir '%s': %s", stack->layer(i).path.c_str(), strerror(dir.error()));
+      log::error("%s '%s': %s", upper && i == 0 ? "upperdir" : "lowerdir",
+                 stack->layer(i).path.c_str(), strerror(dir.error()));
       return 1;
     }
-    root->dirs.push_back(std::move(*dir));
+    roots.push_back(std::move(*dir));
   }
   auto root_st = sys::stat_fd(stack->layer(0).root.get());
   if (!root_st.ok()) {
-    log::error("lowerdir '%s': %s", stack->layer(0).path.c_str(), strerror(root_st.error()));
+    log::error("'%s': %s", stack->layer(0).path.c_str(), strerror(root_st.error()));
     return 1;
   }
-  root->key = InodeKey{root_st->st_dev, root_st->st_ino};
-  root->type = S_IFDIR;
-  root->st_ino = stack->map_ino(0, root_st->st_ino);
-  root->parent_st_ino = root->st_ino;
+  const uint64_t root_ino = stack->map_ino(0, root_st->st_ino);
+  auto root =
+      std::make_shared<Inode>(InodeKey{root_st->st_dev, root_st->st_ino}, S_IFDIR, root_ino);
+  root->init_location(nullptr, "", 0, std::move(roots), root_ino);
+
+  // New objects get exactly the mode the kernel asks for (it applied the caller's umask).
+  umask(0);
 
   Daemon daemon;
   daemon.stack = stack;
+  daemon.upper = std::move(upper);
   daemon.table = std::make_unique<InodeTable>(root);
   daemon.cache = CachePolicy{opts.timeout, opts.timeout, true, true};
+  daemon.fsync_copy_up = opts.fsync;
 
   std::vector<std::string> fuse_opts = opts.fuse_opts;
-  fuse_opts.push_back("ro");
+  if (!daemon.writable()) fuse_opts.push_back("ro");
   fuse_opts.push_back("default_permissions");
   fuse_opts.push_back("subtype=layerfs");
   fuse_opts.push_back("fsname=" + (opts.source.empty() ? std::string("layerfs") : opts.source));

@@ -1,13 +1,17 @@
-// opendir, readdir, readdirplus, releasedir.
+// opendir, readdir, readdirplus, releasedir, fsyncdir.
 //
 // A directory's merged listing is built once, on its first opendir, and shared by pointer: every
-// open handle holds the snapshot it started with, so offsets stay stable while it is listed.
+// open handle holds the snapshot it started with, so offsets stay stable while it is listed. A
+// change to the directory drops the cached listing; handles already open keep theirs.
 // Offsets are positions: 1 and 2 for "." and "..", then one per merged entry.
 #include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <cstring>
 
 #include "fuse/daemon.h"
+#include "layers/sys/fs.h"
 
 namespace layerfs {
 namespace {
@@ -18,28 +22,15 @@ struct DirHandle {
 
 DirHandle* handle_of(fuse_file_info* fi) { return reinterpret_cast<DirHandle*>(fi->fh); }
 
-Result<std::shared_ptr<const Listing>> listing_of(Inode& dir) {
-  {
-    std::lock_guard lock(dir.mu);
-    if (dir.listing) return dir.listing;
-  }
-  // Built without the lock (rule 3); a concurrent builder's equal result may win.
-  auto entries = list(dir.dirs);
-  if (!entries.ok()) return entries.err();
-  auto built = std::make_shared<const Listing>(std::move(*entries));
-  std::lock_guard lock(dir.mu);
-  if (!dir.listing) dir.listing = std::move(built);
-  return dir.listing;
-}
-
 void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Daemon& d = Daemon::of(req);
-  auto listing = listing_of(d.inode(ino));
+  auto listing = d.listing(d.inode(ino));
   if (!listing.ok()) return (void)fuse_reply_err(req, listing.error());
-  fi->fh = reinterpret_cast<uint64_t>(new DirHandle{std::move(*listing)});
+  auto* h = new DirHandle{std::move(*listing)};
+  fi->fh = reinterpret_cast<uint64_t>(h);
   fi->cache_readdir = d.cache.cache_readdir;
   fi->keep_cache = d.cache.cache_readdir;
-  if (fuse_reply_open(req, fi) != 0) delete handle_of(fi);
+  if (fuse_reply_open(req, fi) != 0) delete h;
 }
 
 void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
@@ -66,7 +57,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
       const char* name = pos == 0 ? "." : "..";
       fuse_entry_param e;
       memset(&e, 0, sizeof e);
-      e.attr.st_ino = pos == 0 ? dir.st_ino : dir.parent_st_ino;
+      e.attr.st_ino = pos == 0 ? dir.st_ino() : dir.parent_st_ino();
       e.attr.st_mode = S_IFDIR;
       len = plus ? fuse_add_direntry_plus(req, out, room, name, &e, next)
                  : fuse_add_direntry(req, out, room, name, &e.attr, next);
@@ -76,13 +67,13 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
         // Size first, so an entry that does not fit is never looked up (rule 6).
         if (fuse_add_direntry_plus(req, nullptr, 0, entry.name.c_str(), nullptr, 0) > room) break;
         fuse_entry_param e;
-        if (!d.lookup(dir, entry.name.c_str(), &e).ok()) continue;
+        if (!d.lookup(dir, entry.name.c_str(), &e).ok()) continue;  // gone since the snapshot
         looked_up.push_back(e.ino);
         len = fuse_add_direntry_plus(req, out, room, entry.name.c_str(), &e, next);
       } else {
         struct stat st;
         memset(&st, 0, sizeof st);
-        st.st_ino = d.stack->map_ino(entry.layer, entry.ino);
+        st.st_ino = entry.ino;
         st.st_mode = static_cast<mode_t>(DTTOIF(entry.type));
         len = fuse_add_direntry(req, out, room, entry.name.c_str(), &st, next);
       }
@@ -103,6 +94,16 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse
   do_readdir(req, ino, size, off, fi, true);
 }
 
+void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
+  Daemon& d = Daemon::of(req);
+  int upper = d.writable() ? d.inode(ino).copy_fd(0) : -1;
+  if (upper < 0) return (void)fuse_reply_err(req, 0);  // nothing of it was ever written
+  auto fd = sys::reopen(upper, O_RDONLY | O_DIRECTORY);
+  if (!fd.ok()) return (void)fuse_reply_err(req, fd.error());
+  int r = datasync ? fdatasync(fd->get()) : fsync(fd->get());
+  fuse_reply_err(req, r == 0 ? 0 : errno);
+}
+
 }  // namespace
 
 void add_dir_ops(fuse_lowlevel_ops& ops) {
@@ -110,6 +111,7 @@ void add_dir_ops(fuse_lowlevel_ops& ops) {
   ops.readdir = op_readdir;
   ops.readdirplus = op_readdirplus;
   ops.releasedir = op_releasedir;
+  ops.fsyncdir = op_fsyncdir;
 }
 
 }  // namespace layerfs

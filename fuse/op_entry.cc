@@ -1,39 +1,148 @@
-// lookup, forget, getattr, statfs, access.
+// lookup, forget, getattr, statfs, access; and the lookup and copy-up machinery the other op
+// files share.
+#include <fcntl.h>
 #include <sys/statvfs.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstring>
 
 #include "fuse/daemon.h"
+#include "layers/copy_up.h"
 #include "layers/sys/fs.h"
 
 namespace layerfs {
 
-Result<void> Daemon::lookup(Inode& parent, const char* name, fuse_entry_param* e) {
-  auto found = layerfs::lookup(parent.dirs, name);
-  if (!found.ok()) return found.err();
-  auto fresh = std::make_shared<Inode>();
-  fresh->key = InodeKey{found->st.st_dev, found->st.st_ino};
-  fresh->type = found->st.st_mode & S_IFMT;
-  fresh->st_ino = stack->map_ino(found->layer, found->st.st_ino);
-  fresh->layer = found->layer;
-  fresh->dirs = std::move(found->dirs);
-  if (fresh->is_dir()) {
-    fresh->parent_st_ino = parent.st_ino;
-  } else {
-    fresh->parent = parent.shared_from_this();
-    fresh->name = name;
+uint64_t Daemon::upper_st_ino(int dir_fd, const char* name, const struct stat& st) const {
+  // A copied-up object keeps the number it had below (kernel overlayfs does the same through
+  // its origin xattr), recorded by copy_up.
+  if (upper && !S_ISLNK(st.st_mode)) {
+    std::string path = "/proc/self/fd/" + std::to_string(dir_fd) + "/" + name;
+    std::string xattr = origin_ino_xattr(*upper);
+    char buf[32];
+    ssize_t n = lgetxattr(path.c_str(), xattr.c_str(), buf, sizeof buf - 1);
+    if (n > 0) {
+      buf[n] = '\0';
+      char* end = nullptr;
+      unsigned long long v = strtoull(buf, &end, 10);
+      if (*end == '\0' && v != 0) return v;
+    }
   }
-  std::shared_ptr<Inode> live = table->publish(std::move(fresh));
+  return stack->map_ino(0, st.st_ino);
+}
 
+Result<std::shared_ptr<Inode>> Daemon::resolve(Inode& parent, const char* name) {
+  auto copies = parent.copies();
+  auto found = layerfs::lookup(copies, name);
+  if (!found.ok()) return found.err();
+  InodeKey key{found->st.st_dev, found->st.st_ino};
+  if (writable() && found->layer != 0 && !S_ISDIR(found->st.st_mode) && found->st.st_nlink > 1) {
+    // One name of a lower hard-link pair: its own inode, keyed by where the name is.
+    const InodeKey& pk = parent.key();
+    key.link = ((std::hash<std::string_view>()(name) * 0x9E3779B97F4A7C15ull) ^
+                (pk.ino * 31 + pk.dev + pk.link)) |
+               1;
+  }
+  if (auto live = table->find(key)) return live;
+  uint64_t st_ino = found->layer == 0 && writable()
+                        ? upper_st_ino(parent.copy_fd(0), name, found->st)
+                        : stack->map_ino(found->layer, found->st.st_ino);
+  auto fresh = std::make_shared<Inode>(key, found->st.st_mode & S_IFMT, st_ino);
+  fresh->init_location(parent.shared_from_this(), name, found->layer, std::move(found->dirs),
+                       parent.st_ino());
+  if (found->layer == 0 && !fresh->is_dir() && found->st.st_nlink > 1) {
+    if (auto fd = sys::open_path(parent.copy_fd(0), name); fd.ok()) fresh->pin(std::move(*fd));
+  }
+  return fresh;
+}
+
+void Daemon::fill_entry(const std::shared_ptr<Inode>& inode, const struct stat& st,
+                        fuse_entry_param* e) {
   memset(e, 0, sizeof *e);
-  e->ino = table->id_of(*live);
-  e->attr = found->st;
-  e->attr.st_ino = live->st_ino;
-  if (live->merged_dir()) e->attr.st_nlink = 1;
+  e->ino = table->id_of(*inode);
+  e->attr = st;
+  e->attr.st_ino = inode->st_ino();
+  if (inode->is_dir() && inode->copies().size() > 1) e->attr.st_nlink = 1;
   e->attr_timeout = cache.attr_timeout;
   e->entry_timeout = cache.entry_timeout;
+}
+
+Result<void> Daemon::lookup(Inode& parent, const char* name, fuse_entry_param* e) {
+  auto resolved = resolve(parent, name);
+  if (!resolved.ok()) return resolved.err();
+  std::shared_ptr<Inode> live = table->publish(*resolved);
+  auto st = live->stat();
+  if (!st.ok()) {
+    table->forget(table->id_of(*live), 1);
+    return st.err();
+  }
+  fill_entry(live, *st, e);
   return {};
+}
+
+Result<void> Daemon::copy_up(Inode& node) {
+  if (!upper) return Errno{EROFS};
+  if (&node == &table->root() || node.layer() == 0) return {};
+  std::lock_guard serial(node.copy_up_mu);
+  if (node.layer() == 0) return {};  // copied up while this thread waited
+  Inode::Where w = node.where();
+  auto parent_done = copy_up(*w.parent);  // parents first
+  if (!parent_done.ok()) return parent_done;
+  int dst = w.parent->copy_fd(0);
+  if (dst < 0) return Errno{EIO};
+  auto lower = sys::stat_at(w.dir_fd, w.name.c_str());
+  if (!lower.ok()) return lower.err();
+  // Kernel overlayfs keeps the lower st_ino of a copied-up directory, and of a file only when
+  // it had one link: copying one name of a hard-link pair breaks the link, so the copy gets a
+  // number of its own.
+  bool keep_ino = node.is_dir() || lower->st_nlink == 1;
+  CopyUpOptions opts{.fsync = fsync_copy_up, .origin_ino = keep_ino ? node.st_ino() : 0};
+  auto made = layerfs::copy_up(*upper, w.dir_fd, w.name.c_str(), dst, w.name.c_str(), opts);
+  if (!made.ok()) return made.err();
+  std::optional<LayerDir> upper_copy;
+  if (node.is_dir()) {
+    auto fd = sys::open_at(dst, w.name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+    if (!fd.ok()) return fd.err();
+    upper_copy = LayerDir{0, std::move(*fd), false};
+  }
+  node.moved_to_upper(std::move(upper_copy));
+  if (!keep_ino) node.set_st_ino(stack->map_ino(0, made->st.st_ino));
+  table->alias(node, InodeKey{made->st.st_dev, made->st.st_ino});
+  w.parent->drop_listing();
+  return {};
+}
+
+bool Daemon::lower_has(Inode& dir, const char* name) {
+  std::vector<DirRef> lowers;
+  for (const DirRef& d : dir.copies()) {
+    if (d.layer != 0) lowers.push_back(d);
+  }
+  if (lowers.empty()) return false;
+  auto r = layerfs::lookup(lowers, name);
+  // When in doubt, a whiteout: writing one that is not needed hides nothing that shows.
+  return r.ok() || r.error() != ENOENT;
+}
+
+Result<std::shared_ptr<const Listing>> Daemon::listing(Inode& dir) {
+  if (auto cached = dir.listing()) return cached;
+  // Built without the lock (rule 3); a concurrent builder's equal result may win.
+  auto copies = dir.copies();
+  auto entries = list(copies);
+  if (!entries.ok()) return entries.err();
+  int upper_fd = writable() ? dir.copy_fd(0) : -1;
+  for (ListEntry& e : *entries) {
+    // Listed inode numbers are the ones lstat shows.
+    if (e.layer == 0 && upper_fd >= 0) {
+      struct stat st {};
+      st.st_ino = e.ino;
+      st.st_mode = static_cast<mode_t>(DTTOIF(e.type));
+      e.ino = upper_st_ino(upper_fd, e.name.c_str(), st);
+    } else {
+      e.ino = stack->map_ino(e.layer, e.ino);
+    }
+  }
+  dir.set_listing(std::make_shared<const Listing>(std::move(*entries)));
+  return dir.listing();
 }
 
 namespace {
@@ -46,7 +155,8 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     // An interrupted request's reply is dropped: the kernel never counts this lookup.
     if (fuse_reply_entry(req, &e) != 0) d.table->forget(e.ino, 1);
   } else if (r.error() == ENOENT) {
-    // A negative entry: lower layers never change, so the kernel may remember the absence.
+    // A negative entry: the kernel may remember the absence; a create through the mount
+    // replaces it.
     memset(&e, 0, sizeof e);
     e.entry_timeout = d.cache.entry_timeout;
     fuse_reply_entry(req, &e);
@@ -66,32 +176,26 @@ void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
   fuse_reply_none(req);
 }
 
-void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
-  Daemon& d = Daemon::of(req);
-  auto st = d.inode(ino).stat();
-  if (!st.ok()) return (void)fuse_reply_err(req, st.error());
-  fuse_reply_attr(req, &*st, d.cache.attr_timeout);
-}
-
 void op_statfs(fuse_req_t req, fuse_ino_t) {
-  // As kernel overlayfs: the numbers of the filesystem holding the topmost layer.
+  // As kernel overlayfs: the filesystem of the upper, else of the topmost lower layer.
   Daemon& d = Daemon::of(req);
   struct statvfs sv;
-  if (fstatvfs(d.stack->layer(0).root.get(), &sv) < 0) return (void)fuse_reply_err(req, errno);
+  int fd = d.writable() ? d.upper->upper_fd() : d.stack->layer(0).root.get();
+  if (fstatvfs(fd, &sv) < 0) return (void)fuse_reply_err(req, errno);
   fuse_reply_statfs(req, &sv);
 }
 
 // Used only when the mount runs without default_permissions; the kernel checks otherwise.
 void op_access(fuse_req_t req, fuse_ino_t ino, int mask) {
   Daemon& d = Daemon::of(req);
-  if (mask & W_OK) return (void)fuse_reply_err(req, EROFS);
+  if ((mask & W_OK) && !d.writable()) return (void)fuse_reply_err(req, EROFS);
   auto st = d.inode(ino).stat();
   if (!st.ok()) return (void)fuse_reply_err(req, st.error());
   const fuse_ctx* ctx = fuse_req_ctx(req);
   mode_t mode = st->st_mode;
   int granted;
   if (ctx->uid == 0) {
-    granted = R_OK | ((mode & 0111) || S_ISDIR(mode) ? X_OK : 0);
+    granted = R_OK | W_OK | ((mode & 0111) || S_ISDIR(mode) ? X_OK : 0);
   } else if (ctx->uid == st->st_uid) {
     granted = static_cast<int>((mode >> 6) & 7);
   } else if (ctx->gid == st->st_gid) {
@@ -99,7 +203,7 @@ void op_access(fuse_req_t req, fuse_ino_t ino, int mask) {
   } else {
     granted = static_cast<int>(mode & 7);
   }
-  fuse_reply_err(req, (mask & ~granted & (R_OK | X_OK)) ? EACCES : 0);
+  fuse_reply_err(req, (mask & ~granted & (R_OK | W_OK | X_OK)) ? EACCES : 0);
 }
 
 }  // namespace
@@ -108,7 +212,6 @@ void add_entry_ops(fuse_lowlevel_ops& ops) {
   ops.lookup = op_lookup;
   ops.forget = op_forget;
   ops.forget_multi = op_forget_multi;
-  ops.getattr = op_getattr;
   ops.statfs = op_statfs;
   ops.access = op_access;
 }

@@ -1,41 +1,142 @@
-// open, read, release, readlink. Reads reply from the real file's fd so libfuse can splice.
+// getattr, open, read, write, flush, release, fsync, fallocate, copy_file_range, lseek,
+// readlink. Reads reply from the real file's fd so libfuse can splice; writes go from the
+// request buffer to the fd, spliced where libfuse can.
+//
+// A handle opened read-only on a lower file keeps working after another handle copies the
+// file up: on its next read it moves to the upper copy, so it never reads stale data.
 #include <fcntl.h>
+#include <unistd.h>
+
+#include <vector>
 
 #include "fuse/daemon.h"
+#include "fuse/file_handle.h"
 #include "layers/sys/fs.h"
 
 namespace layerfs {
+
+FileHandle* FileHandle::of(fuse_file_info* fi) { return reinterpret_cast<FileHandle*>(fi->fh); }
+
+int FileHandle::current_fd() {
+  {
+    std::lock_guard lock(mu);
+    if (layer == 0) return fd.get();
+  }
+  // Lock order is inode -> handle: the inode is asked with the handle unlocked.
+  if (inode->layer() != 0) {
+    std::lock_guard lock(mu);
+    return fd.get();
+  }
+  // Copied up since this handle opened. The old fd stays open until release: a read on another
+  // thread may still be using it.
+  auto fresh = inode->open(O_RDONLY);
+  std::lock_guard lock(mu);
+  if (layer != 0 && fresh.ok()) {
+    retired.push_back(std::move(fd));
+    fd = std::move(*fresh);
+    layer = 0;
+  }
+  return fd.get();
+}
+
 namespace {
+
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Daemon& d = Daemon::of(req);
+  Inode& inode = d.inode(ino);
+  auto st = inode.stat();
+  if (!st.ok() && fi != nullptr) {
+    // Unlinked while open: the handle still reaches it.
+    st = sys::stat_fd(FileHandle::of(fi)->current_fd());
+    if (st.ok()) st->st_ino = inode.st_ino();
+  }
+  if (!st.ok()) return (void)fuse_reply_err(req, st.error());
+  fuse_reply_attr(req, &*st, d.cache.attr_timeout);
+}
+
+bool wants_write(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC); }
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Daemon& d = Daemon::of(req);
-  if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-    return (void)fuse_reply_err(req, EROFS);
+  Inode& inode = d.inode(ino);
+  if (wants_write(fi->flags)) {
+    if (!d.writable()) return (void)fuse_reply_err(req, EROFS);
+    auto up = d.copy_up(inode);
+    if (!up.ok()) return (void)fuse_reply_err(req, up.error());
   }
-  auto fd = d.inode(ino).open(fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC));
+  auto fd = inode.open(fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY));
   if (!fd.ok()) return (void)fuse_reply_err(req, fd.error());
-  fi->fh = static_cast<uint64_t>(fd->get());
+  auto* h = new FileHandle(inode.shared_from_this(), std::move(*fd), inode.layer());
+  fi->fh = reinterpret_cast<uint64_t>(h);
   fi->keep_cache = d.cache.keep_page_cache;
-  if (fuse_reply_open(req, fi) == 0) fd->release();
+  if (fuse_reply_open(req, fi) != 0) delete h;
 }
 
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
   fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
   buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-  buf.buf[0].fd = static_cast<int>(fi->fh);
+  buf.buf[0].fd = FileHandle::of(fi)->current_fd();
   buf.buf[0].pos = off;
   fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
-void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  UniqueFd(static_cast<int>(fi->fh)).reset();
+void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+  fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+  out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  out.buf[0].fd = FileHandle::of(fi)->current_fd();
+  out.buf[0].pos = off;
+  ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
+  if (n < 0) return (void)fuse_reply_err(req, static_cast<int>(-n));
+  fuse_reply_write(req, static_cast<size_t>(n));
+}
+
+void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+  // Writes reach the file as they arrive; there is nothing buffered to flush.
   fuse_reply_err(req, 0);
+}
+
+void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete FileHandle::of(fi);
+  fuse_reply_err(req, 0);
+}
+
+void op_fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
+  int fd = FileHandle::of(fi)->current_fd();
+  int r = datasync ? fdatasync(fd) : fsync(fd);
+  fuse_reply_err(req, r == 0 ? 0 : errno);
+}
+
+void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fuse_file_info* fi) {
+  if (!Daemon::of(req).writable()) return (void)fuse_reply_err(req, EROFS);
+  int r = fallocate(FileHandle::of(fi)->current_fd(), mode, off, len);
+  fuse_reply_err(req, r == 0 ? 0 : errno);
+}
+
+void op_copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* fi_in, fuse_ino_t,
+                        off_t off_out, fuse_file_info* fi_out, size_t len, int flags) {
+  if (!Daemon::of(req).writable()) return (void)fuse_reply_err(req, EROFS);
+  loff_t in = off_in, out = off_out;
+  ssize_t n = copy_file_range(FileHandle::of(fi_in)->current_fd(), &in,
+                              FileHandle::of(fi_out)->current_fd(), &out, len,
+                              static_cast<unsigned>(flags));
+  if (n < 0) return (void)fuse_reply_err(req, errno);
+  fuse_reply_write(req, static_cast<size_t>(n));
+}
+
+void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
+  off_t r = lseek(FileHandle::of(fi)->current_fd(), off, whence);
+  if (r < 0) return (void)fuse_reply_err(req, errno);
+  fuse_reply_lseek(req, r);
 }
 
 void op_readlink(fuse_req_t req, fuse_ino_t ino) {
   Inode& inode = Daemon::of(req).inode(ino);
-  if (!S_ISLNK(inode.type)) return (void)fuse_reply_err(req, EINVAL);
-  auto target = sys::read_link_at(inode.parent_fd(), inode.name.c_str());
+  if (!S_ISLNK(inode.type())) return (void)fuse_reply_err(req, EINVAL);
+  // By the pinned fd where there is one: the name the link was found by may be gone.
+  const int pinned = inode.pinned_fd();
+  Inode::Where w = pinned >= 0 ? Inode::Where{} : inode.where();
+  auto target =
+      pinned >= 0 ? sys::read_link_at(pinned, "") : sys::read_link_at(w.dir_fd, w.name.c_str());
   if (!target.ok()) return (void)fuse_reply_err(req, target.error());
   fuse_reply_readlink(req, target->c_str());
 }
@@ -43,9 +144,16 @@ void op_readlink(fuse_req_t req, fuse_ino_t ino) {
 }  // namespace
 
 void add_file_ops(fuse_lowlevel_ops& ops) {
+  ops.getattr = op_getattr;
   ops.open = op_open;
   ops.read = op_read;
+  ops.write_buf = op_write_buf;
+  ops.flush = op_flush;
   ops.release = op_release;
+  ops.fsync = op_fsync;
+  ops.fallocate = op_fallocate;
+  ops.copy_file_range = op_copy_file_range;
+  ops.lseek = op_lseek;
   ops.readlink = op_readlink;
 }
 

@@ -1,38 +1,464 @@
-// Every operation that would change the tree. A mount without an upper layer is read-only: the
-// kernel mount carries MS_RDONLY, and anything that still arrives is refused with EROFS.
+// The operations that change the tree: create, mknod, mkdir, symlink, link, unlink, rmdir,
+// rename, setattr. Without an upper layer the mount is read-only: the kernel mount carries
+// MS_RDONLY, and anything that still arrives is refused with EROFS.
+//
+// Design notes
+// - A new object is built in the work dir with its owner and mode set, then renamed into the
+//   upper, replacing a whiteout there if there is one; a new directory that replaces a
+//   whiteout is made opaque, so nothing of the deleted lower directory shows through.
+// - Removing a name writes a whiteout only where a lower layer still shows that name
+//   (Daemon::lower_has); removing a lower object never copies its data.
+// - rename of a directory that has copies in lower layers is refused with EXDEV, as kernel
+//   overlayfs does without redirect_dir; `mv` then copies. Everything else is renamed in the
+//   upper, leaving a whiteout at the old name where a lower layer still shows it.
+// - The kernel's VFS holds the parent directories' locks for all of these, so no two of them
+//   race on the same names.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <cstring>
+
 #include "fuse/daemon.h"
+#include "fuse/file_handle.h"
+#include "layers/sys/fs.h"
+#include "layers/upper.h"
+#include "layers/whiteout.h"
 
 namespace layerfs {
 namespace {
 
-void refuse(fuse_req_t req) { fuse_reply_err(req, EROFS); }
+enum class Kind { kFile, kDir, kNode, kSymlink };
+
+struct NewObject {
+  mode_t mode = 0;
+  dev_t rdev = 0;
+  const char* target = nullptr;  // symlinks
+  int open_flags = 0;            // files: how to open the returned fd
+};
+
+struct Created {
+  std::shared_ptr<Inode> inode;
+  struct stat st;
+  UniqueFd fd;  // files only
+};
+
+Caller caller_of(fuse_req_t req) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  return Caller{ctx->uid, ctx->gid};
+}
+
+bool is_upper_whiteout(int dir_fd, const char* name) {
+  auto st = sys::stat_at(dir_fd, name);
+  return st.ok() && Whiteout::is_device_whiteout(*st);
+}
+
+// Builds the object in the work dir, owned by the caller, and moves it into the upper.
+Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind kind,
+                              const NewObject& what, const Caller& who) {
+  if (!d.writable()) return Errno{EROFS};
+  // A name the merge would read as a marker could never be shown.
+  if (Whiteout::classify_name(name) != Whiteout::Name::kPlain) return Errno{EINVAL};
+  auto up = d.copy_up(parent);
+  if (!up.ok()) return up.err();
+  const int dir = parent.copy_fd(0);
+  auto pst = sys::stat_fd(dir);
+  if (!pst.ok()) return pst.err();
+  // The kernel creates only names the merge does not show: the upper holds nothing there, or
+  // a whiteout.
+  const bool over_whiteout = is_upper_whiteout(dir, name);
+
+  Upper& upper = *d.upper;
+  const int work = upper.work_fd();
+  const std::string temp = upper.temp_name();
+  UniqueFd fd;
+  int rc = 0;
+  switch (kind) {
+    case Kind::kFile: {
+      int flags = (what.open_flags & ~(O_TRUNC | O_CREAT | O_EXCL | O_NOCTTY)) | O_CREAT | O_EXCL;
+      auto f = sys::open_at(work, temp.c_str(), flags, what.mode & 07777);
+      if (!f.ok()) return f.err();
+      fd = std::move(*f);
+      break;
+    }
+    case Kind::kDir:
+      rc = mkdirat(work, temp.c_str(), what.mode & 07777);
+      break;
+    case Kind::kNode:
+      rc = mknodat(work, temp.c_str(), what.mode, what.rdev);
+      break;
+    case Kind::kSymlink:
+      rc = symlinkat(what.target, work, temp.c_str());
+      break;
+  }
+  if (rc != 0) return last_errno();
+
+  auto fail = [&](Errno e) -> Result<Created> {
+    upper.discard(temp);
+    return e;
+  };
+  // Group: the directory's, in a setgid directory (which new directories inherit), else the
+  // caller's.
+  const bool setgid_dir = (pst->st_mode & S_ISGID) != 0;
+  const gid_t gid = setgid_dir ? pst->st_gid : who.gid;
+  if (fchownat(work, temp.c_str(), who.uid, gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != EPERM) {
+    return fail(last_errno());
+  }
+  if (kind != Kind::kSymlink) {
+    // After chown, which clears set-id bits; the daemon's umask is 0, the kernel applied the
+    // caller's.
+    mode_t mode = what.mode & 07777;
+    if (kind == Kind::kDir && setgid_dir) mode |= S_ISGID;
+    if (fchmodat(work, temp.c_str(), mode, 0) != 0) return fail(last_errno());
+  }
+  if (kind == Kind::kDir && over_whiteout) {
+    auto dfd = sys::open_at(work, temp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+    if (!dfd.ok()) return fail(dfd.err());
+    auto o = upper.mark_opaque(dfd->get());
+    if (!o.ok()) return fail(o.err());
+  }
+  auto in = upper.install(temp, dir, name, over_whiteout);
+  if (!in.ok()) return fail(in.err());
+
+  auto st = sys::stat_at(dir, name);
+  if (!st.ok()) return st.err();
+  std::vector<LayerDir> dirs;
+  if (kind == Kind::kDir) {
+    auto dfd = sys::open_at(dir, name, O_PATH | O_DIRECTORY | O_NOFOLLOW);
+    if (!dfd.ok()) return dfd.err();
+    dirs.push_back(LayerDir{0, std::move(*dfd), false});
+  }
+  auto inode = std::make_shared<Inode>(InodeKey{st->st_dev, st->st_ino}, st->st_mode & S_IFMT,
+                                       d.stack->map_ino(0, st->st_ino));
+  inode->init_location(parent.shared_from_this(), name, 0, std::move(dirs), parent.st_ino());
+  parent.drop_listing();
+  return Created{inode, *st, std::move(fd)};
+}
+
+void reply_created(fuse_req_t req, Daemon& d, Result<Created> r) {
+  if (!r.ok()) return (void)fuse_reply_err(req, r.error());
+  auto live = d.table->publish(r->inode);
+  fuse_entry_param e;
+  d.fill_entry(live, r->st, &e);
+  if (fuse_reply_entry(req, &e) != 0) d.table->forget(e.ino, 1);
+}
+
+void op_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  Daemon& d = Daemon::of(req);
+  Kind kind = S_ISREG(mode) ? Kind::kFile : Kind::kNode;
+  auto r = create_object(d, d.inode(parent), name, kind,
+                         {.mode = mode, .rdev = rdev, .open_flags = O_RDONLY}, caller_of(req));
+  reply_created(req, d, std::move(r));
+}
+
+void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  Daemon& d = Daemon::of(req);
+  auto r =
+      create_object(d, d.inode(parent), name, Kind::kDir, {.mode = mode | S_IFDIR}, caller_of(req));
+  reply_created(req, d, std::move(r));
+}
+
+void op_symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
+  Daemon& d = Daemon::of(req);
+  auto r = create_object(d, d.inode(parent), name, Kind::kSymlink,
+                         {.mode = S_IFLNK | 0777, .target = target}, caller_of(req));
+  reply_created(req, d, std::move(r));
+}
+
+void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+               fuse_file_info* fi) {
+  Daemon& d = Daemon::of(req);
+  auto r = create_object(d, d.inode(parent), name, Kind::kFile,
+                         {.mode = mode, .open_flags = fi->flags}, caller_of(req));
+  if (!r.ok()) return (void)fuse_reply_err(req, r.error());
+  auto live = d.table->publish(r->inode);
+  fuse_entry_param e;
+  d.fill_entry(live, r->st, &e);
+  auto* h = new FileHandle(live, std::move(r->fd), 0);
+  fi->fh = reinterpret_cast<uint64_t>(h);
+  fi->keep_cache = d.cache.keep_page_cache;
+  if (fuse_reply_create(req, &e, fi) != 0) {
+    delete h;
+    d.table->forget(e.ino, 1);
+  }
+}
+
+// Removes `name` (described by `victim`) from the upper copy of `parent`, leaving a whiteout
+// where a lower layer still shows the name.
+Result<void> remove_name(Daemon& d, Inode& parent, const char* name, Inode& victim) {
+  const bool whiteout = d.lower_has(parent, name);
+  auto up = d.copy_up(parent);
+  if (!up.ok()) return up;
+  const int dir = parent.copy_fd(0);
+  Upper& upper = *d.upper;
+  const bool in_upper = victim.layer() == 0;
+  if (!in_upper) return upper.make_whiteout(dir, name);
+  if (!whiteout) {
+    if (unlinkat(dir, name, victim.is_dir() ? AT_REMOVEDIR : 0) != 0) return last_errno();
+    return {};
+  }
+  if (!victim.is_dir()) return upper.make_whiteout(dir, name);
+  // A directory cannot be renamed over: swap it with a whiteout built in the work dir, then
+  // remove it there. The name never shows the lower directory in between.
+  const std::string temp = upper.temp_name();
+  if (mknodat(upper.work_fd(), temp.c_str(), S_IFCHR, makedev(0, 0)) == 0) {
+    if (renameat2(upper.work_fd(), temp.c_str(), dir, name, RENAME_EXCHANGE) == 0) {
+      upper.discard(temp);
+      return {};
+    }
+    upper.discard(temp);
+  }
+  // No device whiteouts here: move the directory away, then mark the name.
+  if (renameat(dir, name, upper.work_fd(), temp.c_str()) != 0) return last_errno();
+  upper.discard(temp);
+  return upper.make_whiteout(dir, name);
+}
+
+void op_unlink(fuse_req_t req, fuse_ino_t parent_id, const char* name) {
+  Daemon& d = Daemon::of(req);
+  if (!d.writable()) return (void)fuse_reply_err(req, EROFS);
+  Inode& parent = d.inode(parent_id);
+  auto victim = d.resolve(parent, name);
+  if (!victim.ok()) return (void)fuse_reply_err(req, victim.error());
+  auto st = (*victim)->stat();
+  auto r = remove_name(d, parent, name, **victim);
+  if (!r.ok()) return (void)fuse_reply_err(req, r.error());
+  // Its last name gone, the object must not be found again by a reused inode number. (A name
+  // of a lower hard-link pair stays; so does an upper file with links left.)
+  if (!st.ok() || st->st_nlink <= 1) d.table->unhash(**victim);
+  parent.drop_listing();
+  fuse_reply_err(req, 0);
+}
+
+void op_rmdir(fuse_req_t req, fuse_ino_t parent_id, const char* name) {
+  Daemon& d = Daemon::of(req);
+  if (!d.writable()) return (void)fuse_reply_err(req, EROFS);
+  Inode& parent = d.inode(parent_id);
+  auto victim = d.resolve(parent, name);
+  if (!victim.ok()) return (void)fuse_reply_err(req, victim.error());
+  Inode& dir = **victim;
+  if (!dir.is_dir()) return (void)fuse_reply_err(req, ENOTDIR);
+  dir.drop_listing();
+  auto entries = d.listing(dir);
+  if (!entries.ok()) return (void)fuse_reply_err(req, entries.error());
+  if (!(*entries)->empty()) return (void)fuse_reply_err(req, ENOTEMPTY);
+  // What is left in the upper copy are markers only; they go with it.
+  if (int up = dir.copy_fd(0); up >= 0) {
+    auto cleared = remove_contents(up);
+    if (!cleared.ok()) return (void)fuse_reply_err(req, cleared.error());
+  }
+  auto r = remove_name(d, parent, name, dir);
+  if (!r.ok()) return (void)fuse_reply_err(req, r.error());
+  d.table->unhash(dir);
+  parent.drop_listing();
+  fuse_reply_err(req, 0);
+}
+
+bool is_opaque_upper_dir(int dir_fd, const Upper& upper) {
+  auto v = sys::get_xattr(dir_fd, (upper.xattr_prefix() + "opaque").c_str());
+  return v.ok() && !v->empty() && (*v)[0] == 'y';
+}
+
+Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_parent,
+                       const char* new_name, unsigned flags) {
+  if (!d.writable()) return Errno{EROFS};
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return Errno{EINVAL};
+  if (Whiteout::classify_name(new_name) != Whiteout::Name::kPlain) return Errno{EINVAL};
+  auto src_r = d.resolve(parent, name);
+  if (!src_r.ok()) return src_r.err();
+  std::shared_ptr<Inode> src = *src_r;
+  auto dst_r = d.resolve(new_parent, new_name);
+  if (!dst_r.ok() && dst_r.error() != ENOENT) return dst_r.err();
+  std::shared_ptr<Inode> dst = dst_r.ok() ? *dst_r : nullptr;
+  if (dst && (flags & RENAME_NOREPLACE)) return Errno{EEXIST};
+  if ((flags & RENAME_EXCHANGE) && !dst) return Errno{ENOENT};
+  if (dst == src) return {};  // two names of one object: nothing to do (rename(2))
+  if (src->is_dir() && src->has_lower_copies()) return Errno{EXDEV};
+  if ((flags & RENAME_EXCHANGE) && dst->is_dir() && dst->has_lower_copies()) return Errno{EXDEV};
+
+  for (Inode* i : {src.get(), &new_parent}) {
+    auto up = d.copy_up(*i);
+    if (!up.ok()) return up;
+  }
+  const int from = parent.copy_fd(0);
+  const int to = new_parent.copy_fd(0);
+  Upper& upper = *d.upper;
+
+  if (flags & RENAME_EXCHANGE) {
+    auto up = d.copy_up(*dst);
+    if (!up.ok()) return up;
+    if (renameat2(from, name, to, new_name, RENAME_EXCHANGE) != 0) return last_errno();
+    dst->renamed(parent.shared_from_this(), name, parent.st_ino());
+  } else {
+    bool opaque = false;
+    if (dst && dst->is_dir()) {
+      dst->drop_listing();
+      auto entries = d.listing(*dst);
+      if (!entries.ok()) return entries.err();
+      if (!(*entries)->empty()) return Errno{ENOTEMPTY};
+      if (int up = dst->copy_fd(0); up >= 0) {
+        auto cleared = remove_contents(up);
+        if (!cleared.ok()) return cleared;
+      }
+    }
+    // A directory moved into a directory that merges lower copies becomes opaque, so that
+    // nothing a lower layer has under the new name shows through it (as kernel overlayfs).
+    if (src->is_dir() && new_parent.has_lower_copies()) {
+      int sfd = src->copy_fd(0);
+      opaque = !is_opaque_upper_dir(sfd, upper);
+      if (opaque) {
+        auto o = upper.mark_opaque(sfd);
+        if (!o.ok()) return o;
+      }
+    }
+    const bool whiteout = d.lower_has(parent, name);
+    if (src->is_dir() && is_upper_whiteout(to, new_name)) {
+      // A directory cannot replace a whiteout by rename; swap them, and the whiteout lands on
+      // the old name, where it is either needed or removed.
+      if (renameat2(from, name, to, new_name, RENAME_EXCHANGE) != 0) return last_errno();
+      if (!whiteout) unlinkat(from, name, 0);
+    } else if (!whiteout) {
+      if (renameat2(from, name, to, new_name, 0) != 0) return last_errno();
+    } else if (renameat2(from, name, to, new_name, RENAME_WHITEOUT) != 0) {
+      // RENAME_WHITEOUT needs CAP_MKNOD and filesystem support: rename, then mark.
+      if (errno != EINVAL && errno != EPERM && errno != EOPNOTSUPP) return last_errno();
+      if (renameat2(from, name, to, new_name, 0) != 0) return last_errno();
+      auto w = upper.make_whiteout(from, name);
+      if (!w.ok()) return w;
+    }
+    if (dst) {
+      auto dst_st = dst->stat();
+      if (dst->is_dir() || !dst_st.ok() || dst_st->st_nlink <= 1) d.table->unhash(*dst);
+    }
+  }
+  src->renamed(new_parent.shared_from_this(), new_name, new_parent.st_ino());
+  parent.drop_listing();
+  new_parent.drop_listing();
+  return {};
+}
+
+void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t new_parent,
+               const char* new_name, unsigned flags) {
+  Daemon& d = Daemon::of(req);
+  auto r = do_rename(d, d.inode(parent), name, d.inode(new_parent), new_name, flags);
+  fuse_reply_err(req, r.ok() ? 0 : r.error());
+}
+
+void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent_id, const char* new_name) {
+  Daemon& d = Daemon::of(req);
+  if (!d.writable()) return (void)fuse_reply_err(req, EROFS);
+  if (Whiteout::classify_name(new_name) != Whiteout::Name::kPlain) {
+    return (void)fuse_reply_err(req, EINVAL);
+  }
+  Inode& src = d.inode(ino);
+  Inode& new_parent = d.inode(new_parent_id);
+  for (Inode* i : {&src, &new_parent}) {
+    auto up = d.copy_up(*i);
+    if (!up.ok()) return (void)fuse_reply_err(req, up.error());
+  }
+  // The object, by its pinned fd if it has one (the name it was found by may be gone).
+  Inode::Where w = src.where();
+  const int pinned = src.pinned_fd();
+  const std::string proc = "/proc/self/fd/" + std::to_string(pinned);
+  auto link_to = [&](int dir, const char* name) {
+    return pinned >= 0 ? linkat(AT_FDCWD, proc.c_str(), dir, name, AT_SYMLINK_FOLLOW)
+                       : linkat(w.dir_fd, w.name.c_str(), dir, name, 0);
+  };
+  const int to = new_parent.copy_fd(0);
+  Upper& upper = *d.upper;
+  if (is_upper_whiteout(to, new_name)) {
+    std::string temp = upper.temp_name();
+    if (link_to(upper.work_fd(), temp.c_str()) != 0) return (void)fuse_reply_err(req, errno);
+    auto in = upper.install(temp, to, new_name, true);
+    if (!in.ok()) {
+      upper.discard(temp);
+      return (void)fuse_reply_err(req, in.error());
+    }
+  } else if (link_to(to, new_name) != 0) {
+    return (void)fuse_reply_err(req, errno);
+  }
+  // With two names, the object is held by fd: the name it was found by may go first.
+  if (auto fd = sys::open_path(to, new_name); fd.ok()) src.pin(std::move(*fd));
+  new_parent.drop_listing();
+  auto live = d.table->publish(src.shared_from_this());
+  auto st = live->stat();
+  if (!st.ok()) {
+    d.table->forget(d.table->id_of(*live), 1);
+    return (void)fuse_reply_err(req, st.error());
+  }
+  fuse_entry_param e;
+  d.fill_entry(live, *st, &e);
+  if (fuse_reply_entry(req, &e) != 0) d.table->forget(e.ino, 1);
+}
+
+Result<void> apply_setattr(Inode& inode, const struct stat& attr, int to_set, fuse_file_info* fi) {
+  auto fd = inode.path_fd();
+  if (!fd.ok()) return fd.err();
+  char proc[32];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd->get());
+  if (to_set & FUSE_SET_ATTR_MODE) {
+    if (S_ISLNK(inode.type())) return Errno{EOPNOTSUPP};
+    if (chmod(proc, attr.st_mode & 07777) != 0) return last_errno();
+  }
+  if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+    uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr.st_uid : static_cast<uid_t>(-1);
+    gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr.st_gid : static_cast<gid_t>(-1);
+    if (fchownat(fd->get(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+      return last_errno();
+    }
+  }
+  if (to_set & FUSE_SET_ATTR_SIZE) {
+    int r = fi != nullptr ? ftruncate(FileHandle::of(fi)->current_fd(), attr.st_size)
+                          : truncate(proc, attr.st_size);
+    if (r != 0) return last_errno();
+  }
+  if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+    timespec times[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
+    if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
+      times[0].tv_nsec = UTIME_NOW;
+    } else if (to_set & FUSE_SET_ATTR_ATIME) {
+      times[0] = attr.st_atim;
+    }
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+      times[1].tv_nsec = UTIME_NOW;
+    } else if (to_set & FUSE_SET_ATTR_MTIME) {
+      times[1] = attr.st_mtim;
+    }
+    if (utimensat(fd->get(), "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+      return last_errno();
+    }
+  }
+  return {};
+}
+
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
+  Daemon& d = Daemon::of(req);
+  if (!d.writable()) return (void)fuse_reply_err(req, EROFS);
+  Inode& inode = d.inode(ino);
+  auto up = d.copy_up(inode);
+  if (!up.ok()) return (void)fuse_reply_err(req, up.error());
+  auto r = apply_setattr(inode, *attr, to_set, fi);
+  if (!r.ok()) return (void)fuse_reply_err(req, r.error());
+  auto st = inode.stat();
+  if (!st.ok() && fi != nullptr) st = sys::stat_fd(FileHandle::of(fi)->current_fd());
+  if (!st.ok()) return (void)fuse_reply_err(req, st.error());
+  st->st_ino = inode.st_ino();
+  fuse_reply_attr(req, &*st, d.cache.attr_timeout);
+}
 
 }  // namespace
 
 void add_write_ops(fuse_lowlevel_ops& ops) {
-  ops.setattr = [](fuse_req_t req, fuse_ino_t, struct stat*, int, fuse_file_info*) { refuse(req); };
-  ops.mknod = [](fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) { refuse(req); };
-  ops.mkdir = [](fuse_req_t req, fuse_ino_t, const char*, mode_t) { refuse(req); };
-  ops.unlink = [](fuse_req_t req, fuse_ino_t, const char*) { refuse(req); };
-  ops.rmdir = [](fuse_req_t req, fuse_ino_t, const char*) { refuse(req); };
-  ops.symlink = [](fuse_req_t req, const char*, fuse_ino_t, const char*) { refuse(req); };
-  ops.rename = [](fuse_req_t req, fuse_ino_t, const char*, fuse_ino_t, const char*, unsigned) {
-    refuse(req);
-  };
-  ops.link = [](fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) { refuse(req); };
-  ops.create = [](fuse_req_t req, fuse_ino_t, const char*, mode_t, fuse_file_info*) {
-    refuse(req);
-  };
-  ops.write = [](fuse_req_t req, fuse_ino_t, const char*, size_t, off_t, fuse_file_info*) {
-    refuse(req);
-  };
-  ops.setxattr = [](fuse_req_t req, fuse_ino_t, const char*, const char*, size_t, int) {
-    refuse(req);
-  };
-  ops.removexattr = [](fuse_req_t req, fuse_ino_t, const char*) { refuse(req); };
-  ops.fallocate = [](fuse_req_t req, fuse_ino_t, int, off_t, off_t, fuse_file_info*) {
-    refuse(req);
-  };
+  ops.setattr = op_setattr;
+  ops.mknod = op_mknod;
+  ops.mkdir = op_mkdir;
+  ops.symlink = op_symlink;
+  ops.create = op_create;
+  ops.link = op_link;
+  ops.unlink = op_unlink;
+  ops.rmdir = op_rmdir;
+  ops.rename = op_rename;
 }
 
 }  // namespace layerfs

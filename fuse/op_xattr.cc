@@ -1,4 +1,6 @@
 // getxattr, listxattr. Overlay-private xattrs never show through the mount.
+#include <sys/xattr.h>
+
 #include <cstring>
 #include <string>
 
@@ -51,11 +53,54 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   reply_sized(req, shown, size);
 }
 
+// Writes go to the upper copy, made first. Overlay-private names cannot be set or removed
+// through the mount (they would change what the layers mean).
+Result<std::string> writable_xattr_path(Daemon& d, Inode& inode, const char* name,
+                                        UniqueFd* holder) {
+  if (!d.writable()) return Errno{EROFS};
+  if (Whiteout::is_private_xattr(name)) return Errno{EPERM};
+  auto up = d.copy_up(inode);
+  if (!up.ok()) return up.err();
+  auto fd = inode.path_fd();
+  if (!fd.ok()) return fd.err();
+  *holder = std::move(*fd);
+  return "/proc/self/fd/" + std::to_string(holder->get());
+}
+
+void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                 int flags) {
+  Daemon& d = Daemon::of(req);
+  UniqueFd holder;
+  auto path = writable_xattr_path(d, d.inode(ino), name, &holder);
+  if (!path.ok()) return (void)fuse_reply_err(req, path.error());
+  int r = setxattr(path->c_str(), name, value, size, flags);
+  fuse_reply_err(req, r == 0 ? 0 : errno);
+}
+
+void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  Daemon& d = Daemon::of(req);
+  Inode& inode = d.inode(ino);
+  if (d.writable() && inode.layer() != 0 && !Whiteout::is_private_xattr(name)) {
+    // Removing what is not there changes nothing: no copy-up (kernel overlayfs checks too).
+    auto fd = inode.path_fd();
+    if (!fd.ok()) return (void)fuse_reply_err(req, fd.error());
+    auto has = sys::get_xattr(fd->get(), name, nullptr, 0);
+    if (!has.ok()) return (void)fuse_reply_err(req, has.error());
+  }
+  UniqueFd holder;
+  auto path = writable_xattr_path(d, d.inode(ino), name, &holder);
+  if (!path.ok()) return (void)fuse_reply_err(req, path.error());
+  int r = removexattr(path->c_str(), name);
+  fuse_reply_err(req, r == 0 ? 0 : errno);
+}
+
 }  // namespace
 
 void add_xattr_ops(fuse_lowlevel_ops& ops) {
   ops.getxattr = op_getxattr;
   ops.listxattr = op_listxattr;
+  ops.setxattr = op_setxattr;
+  ops.removexattr = op_removexattr;
 }
 
 }  // namespace layerfs

@@ -38,10 +38,10 @@ constexpr std::array<std::string_view, 6> kIgnoredFlags = {"atime",      "dirati
                                                            "nolazytime", "defaults", "auto"};
 
 // fuse-overlayfs options whose behaviour belongs to the writable upper and rootless work.
-constexpr std::array<std::string_view, 15> kLaterOptions = {
-    "uidmapping",        "gidmapping",   "squash_to_root", "squash_to_uid", "squash_to_gid",
-    "static_nlink",      "noacl",        "fsync",          "volatile",      "writeback",
-    "xattr_permissions", "redirect_dir", "private",        "fast_ino",      "noxattrs"};
+constexpr std::array<std::string_view, 12> kLaterOptions = {
+    "uidmapping",        "gidmapping",   "squash_to_root", "squash_to_uid",
+    "squash_to_gid",     "static_nlink", "noacl",          "writeback",
+    "xattr_permissions", "private",      "fast_ino",       "noxattrs"};
 
 template <size_t N>
 bool one_of(const std::array<std::string_view, N>& set, std::string_view v) {
@@ -83,6 +83,12 @@ std::variant<std::monostate, ParseError> apply_option(Options& o, const std::str
       return ParseError{"max_threads=" + raw + ": not a positive count"};
     }
     o.max_threads = static_cast<int>(v);
+  } else if (key == "fsync") {
+    o.fsync = unescape(raw) != "0";
+  } else if (key == "volatile" && !has_value) {
+    o.fsync = false;
+  } else if (key == "redirect_dir" && unescape(raw) == "off") {
+    // What layerfs does anyway: it never writes redirects.
   } else if (key == "debug") {
     o.debug = true;
   } else if ((one_of(kIgnoredFlags, key) && !has_value) || key.starts_with("x-")) {

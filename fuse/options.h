@@ -26,6 +26,7 @@ struct Options {
   bool version = false;
 
   double timeout = 1e6;  // seconds the kernel may cache entries and attributes
+  bool fsync = true;     // copy-ups reach the disk before they appear (fsync=0, volatile: no)
   bool threaded = true;
   int max_threads = 0;  // 0: libfuse's default
 

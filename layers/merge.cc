@@ -13,18 +13,25 @@ namespace {
 unsigned char dtype_of(mode_t mode) { return static_cast<unsigned char>(IFTODT(mode)); }
 
 // Whether `name` in this layer copy is a whiteout, given its lstat.
-Result<bool> is_whiteout(const LayerDir& dir, const char* name, const struct stat& st) {
+Result<bool> is_whiteout(const DirRef& dir, const char* name, const struct stat& st) {
   if (Whiteout::is_device_whiteout(st)) return true;
   if (!dir.xwhiteouts) return false;
-  return Whiteout::is_xattr_whiteout(dir.fd.get(), name, st);
+  return Whiteout::is_xattr_whiteout(dir.fd, name, st);
 }
 
-bool has_whiteout_file(const LayerDir& dir, const std::string& name) {
+bool has_whiteout_file(const DirRef& dir, const std::string& name) {
   std::string wh = std::string(Whiteout::kPrefix) + name;
-  return sys::stat_at(dir.fd.get(), wh.c_str()).ok();
+  return sys::stat_at(dir.fd, wh.c_str()).ok();
 }
 
 }  // namespace
+
+std::vector<DirRef> refs(std::span<const LayerDir> dirs) {
+  std::vector<DirRef> out;
+  out.reserve(dirs.size());
+  for (const auto& d : dirs) out.push_back(d.ref());
+  return out;
+}
 
 Result<LayerDir> open_layer_dir(int dir_fd, uint32_t layer) {
   auto fd = sys::open_at(dir_fd, ".", O_PATH | O_DIRECTORY);
@@ -34,7 +41,7 @@ Result<LayerDir> open_layer_dir(int dir_fd, uint32_t layer) {
   return LayerDir{layer, std::move(*fd), marks->xwhiteouts};
 }
 
-Result<Resolved> lookup(std::span<const LayerDir> parent, std::string_view name_view) {
+Result<Resolved> lookup(std::span<const DirRef> parent, std::string_view name_view) {
   if (Whiteout::classify_name(name_view) != Whiteout::Name::kPlain || name_view == "." ||
       name_view == "..") {
     return Errno{ENOENT};
@@ -42,8 +49,8 @@ Result<Resolved> lookup(std::span<const LayerDir> parent, std::string_view name_
   const std::string name(name_view);
   Resolved out;
   bool found = false;
-  for (const LayerDir& dir : parent) {
-    auto st = sys::stat_at(dir.fd.get(), name.c_str());
+  for (const DirRef& dir : parent) {
+    auto st = sys::stat_at(dir.fd, name.c_str());
     if (!st.ok() && st.error() != ENOENT) return st.err();
     if (st.ok()) {
       auto whiteout = is_whiteout(dir, name.c_str(), *st);
@@ -58,7 +65,7 @@ Result<Resolved> lookup(std::span<const LayerDir> parent, std::string_view name_
       }
       // Open the copy by handle and stat the handle, so that what is merged is exactly what
       // was checked to be a directory.
-      auto fd = sys::open_path(dir.fd.get(), name.c_str());
+      auto fd = sys::open_path(dir.fd, name.c_str());
       if (!fd.ok()) return fd.err();
       auto dst = sys::stat_fd(fd->get());
       if (!dst.ok()) return dst.err();
@@ -79,13 +86,13 @@ Result<Resolved> lookup(std::span<const LayerDir> parent, std::string_view name_
   return out;
 }
 
-Result<std::vector<ListEntry>> list(std::span<const LayerDir> dirs) {
+Result<std::vector<ListEntry>> list(std::span<const DirRef> dirs) {
   std::vector<ListEntry> out;
   std::unordered_set<std::string> seen;  // shown, or deleted by a layer above
-  for (const LayerDir& dir : dirs) {
+  for (const DirRef& dir : dirs) {
     std::vector<std::string> deleted;  // hides names in the layers below this one only
     Errno failed{};
-    auto r = sys::read_dir(dir.fd.get(), [&](const sys::DirEntry& e) {
+    auto r = sys::read_dir(dir.fd, [&](const sys::DirEntry& e) {
       switch (Whiteout::classify_name(e.name)) {
         case Whiteout::Name::kMeta:
           return true;
@@ -100,7 +107,7 @@ Result<std::vector<ListEntry>> list(std::span<const LayerDir> dirs) {
       unsigned char type = e.type;
       bool need_stat = type == DT_UNKNOWN || type == DT_CHR || (type == DT_REG && dir.xwhiteouts);
       if (need_stat) {
-        auto st = sys::stat_at(dir.fd.get(), name.c_str());
+        auto st = sys::stat_at(dir.fd, name.c_str());
         if (!st.ok()) return true;  // vanished: nothing to show
         auto whiteout = is_whiteout(dir, name.c_str(), *st);
         if (!whiteout.ok()) {

@@ -20,12 +20,22 @@
 
 namespace layerfs {
 
-// One layer's copy of a directory taking part in a merge.
+// A layer's copy of a directory taking part in a merge, as the merge functions read it.
+struct DirRef {
+  uint32_t layer = 0;
+  int fd = -1;  // O_PATH
+  bool xwhiteouts = false;
+};
+
+// The same, owning its fd.
 struct LayerDir {
   uint32_t layer = 0;
   UniqueFd fd;  // O_PATH
   bool xwhiteouts = false;
+  DirRef ref() const { return DirRef{layer, fd.get(), xwhiteouts}; }
 };
+
+std::vector<DirRef> refs(std::span<const LayerDir> dirs);
 
 // What a name in a merged directory resolves to.
 struct Resolved {
@@ -36,7 +46,7 @@ struct Resolved {
 
 // Resolves `name` in the directory whose copies are `parent`. ENOENT when no layer shows it;
 // marker names are never resolved.
-Result<Resolved> lookup(std::span<const LayerDir> parent, std::string_view name);
+Result<Resolved> lookup(std::span<const DirRef> parent, std::string_view name);
 
 // Opens the copies of a layer root (or any directory) as the start of a merge.
 Result<LayerDir> open_layer_dir(int dir_fd, uint32_t layer);
@@ -50,6 +60,16 @@ struct ListEntry {
 
 // The merged listing of the directory whose copies are `dirs`: each visible name once, in the
 // order of the topmost layer that shows it, "." and ".." not included.
-Result<std::vector<ListEntry>> list(std::span<const LayerDir> dirs);
+Result<std::vector<ListEntry>> list(std::span<const DirRef> dirs);
+
+// The same over owned copies.
+inline Result<Resolved> lookup(std::span<const LayerDir> parent, std::string_view name) {
+  auto r = refs(parent);
+  return lookup(std::span<const DirRef>(r), name);
+}
+inline Result<std::vector<ListEntry>> list(std::span<const LayerDir> dirs) {
+  auto r = refs(dirs);
+  return list(std::span<const DirRef>(r));
+}
 
 }  // namespace layerfs

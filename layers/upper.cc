@@ -142,9 +142,16 @@ std::string Upper::temp_name() {
 }
 
 Result<void> Upper::install(const std::string& temp, int dir_fd, const char* name, bool replace) {
-  if (renameat2(work_.get(), temp.c_str(), dir_fd, name, replace ? 0 : RENAME_NOREPLACE) != 0) {
+  if (renameat2(work_.get(), temp.c_str(), dir_fd, name, replace ? 0 : RENAME_NOREPLACE) == 0) {
+    return {};
+  }
+  if (!replace || errno != ENOTDIR) return last_errno();
+  // A directory cannot be renamed over a non-directory (a whiteout): swap the two, and the
+  // replaced entry ends up in the work dir, to be removed.
+  if (renameat2(work_.get(), temp.c_str(), dir_fd, name, RENAME_EXCHANGE) != 0) {
     return last_errno();
   }
+  discard(temp);
   return {};
 }
 

@@ -45,7 +45,8 @@ class Upper {
   // Marks a directory of the upper opaque.
   Result<void> mark_opaque(int dir_fd);
   // Renames the work-dir entry `temp` to `name` in dir_fd; with `replace` it may replace an
-  // existing entry, else it fails with EEXIST.
+  // existing entry (a directory replaces a non-directory by exchange), else it fails with
+  // EEXIST.
   Result<void> install(const std::string& temp, int dir_fd, const char* name, bool replace);
   // Removes a work-dir entry (a directory with everything in it).
   void discard(const std::string& temp);

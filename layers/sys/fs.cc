@@ -46,6 +46,12 @@ Result<UniqueFd> reopen(int path_fd, int flags) {
   return open_at(AT_FDCWD, p.buf, flags & ~O_NOFOLLOW);
 }
 
+Result<UniqueFd> dup_fd(int fd) {
+  int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (d < 0) return last_errno();
+  return UniqueFd(d);
+}
+
 Result<struct stat> stat_at(int dirfd, const char* name) {
   struct stat st;
   int flags = AT_SYMLINK_NOFOLLOW | (name[0] == '\0' ? AT_EMPTY_PATH : 0);

@@ -32,6 +32,9 @@ Result<UniqueFd> open_path(int dirfd, const char* name);
 // handle names, whatever its path is now).
 Result<UniqueFd> reopen(int path_fd, int flags);
 
+// A second fd on the same open file (close-on-exec).
+Result<UniqueFd> dup_fd(int fd);
+
 // fstatat(2) with AT_SYMLINK_NOFOLLOW; name "" stats dirfd itself.
 Result<struct stat> stat_at(int dirfd, const char* name);
 Result<struct stat> stat_fd(int fd);

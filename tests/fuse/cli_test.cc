@@ -98,19 +98,26 @@ TEST(Cli, BadMountpointFailsWithOneLine) {
   EXPECT_NE(r.err.find("nowhere"), std::string::npos);
 }
 
-TEST(Cli, UpperdirIsRefusedRatherThanIgnored) {
+TEST(Cli, UpperAndWorkErrorsAreOneLineAndMountNothing) {
   TempDir t("cli");
   make_dir(t / "l");
   make_dir(t / "u");
-  make_dir(t / "w");
   make_dir(t / "mnt");
-  RunResult r = run({LAYERFS_BIN, "-o",
-                     "lowerdir=" + (t / "l").string() + ",upperdir=" + (t / "u").string() +
-                         ",workdir=" + (t / "w").string(),
-                     (t / "mnt").string()});
-  EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.err.find("upperdir"), std::string::npos) << r.err;
+  RunResult missing_work =
+      run({LAYERFS_BIN, "-o", "lowerdir=" + (t / "l").string() + ",upperdir=" + (t / "u").string(),
+           (t / "mnt").string()});
+  EXPECT_EQ(missing_work.status, 1);
+  EXPECT_EQ(missing_work.err, "layerfs: upperdir= given without workdir=\n");
+  RunResult bad_work = run({LAYERFS_BIN, "-o",
+                            "lowerdir=" + (t / "l").string() + ",upperdir=" + (t / "u").string() +
+                                ",workdir=" + (t / "u/w").string(),
+                            (t / "mnt").string()});
+  EXPECT_EQ(bad_work.status, 1);
+  ASSERT_EQ(lines_of(bad_work.err).size(), 1u) << bad_work.err;
+  EXPECT_NE(bad_work.err.find("workdir '" + (t / "u/w").string() + "'"), std::string::npos)
+      << bad_work.err;
   EXPECT_FALSE(is_mounted(t / "mnt"));
+  EXPECT_TRUE(fs::is_empty(t / "u")) << "nothing written to the upper";
 }
 
 // Without -f, layerfs returns once the mount is live; relative paths and escaped colons work.

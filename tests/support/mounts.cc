@@ -243,7 +243,8 @@ KernelOverlay::KernelOverlay(const std::vector<fs::path>& lowers, const fs::path
   std::string opts = lowerdir_option(lowers);
   // The kernel takes '\:' but not '\,' in its own option string.
   if (!extra_opts.empty()) opts += "," + extra_opts;
-  if (mount("overlay", mountpoint.c_str(), "overlay", MS_RDONLY, opts.c_str()) == 0) {
+  const unsigned long flags = extra_opts.find("upperdir=") == std::string::npos ? MS_RDONLY : 0;
+  if (mount("overlay", mountpoint.c_str(), "overlay", flags, opts.c_str()) == 0) {
     ok_ = true;
   } else {
     error_ = std::string("mount -t overlay: ") + strerror(errno);

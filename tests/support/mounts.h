@@ -73,7 +73,8 @@ class LayerfsMount {
   fs::path stderr_path_;
 };
 
-// A kernel overlayfs read-only mount of the same lowers.
+// A kernel overlayfs mount of the same lowers: read-only, or writable when extra_opts names an
+// upperdir.
 class KernelOverlay {
  public:
   KernelOverlay(const std::vector<fs::path>& lowers, const fs::path& mountpoint,

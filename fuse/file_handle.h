@@ -1,0 +1,29 @@
+// An open file: the fd of the object, and enough to notice that the object was copied up.
+#pragma once
+
+#include <fuse_lowlevel.h>
+
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "fuse/inode_table.h"
+
+namespace layerfs {
+
+struct FileHandle {
+  FileHandle(std::shared_ptr<Inode> i, UniqueFd f, uint32_t l)
+      : inode(std::move(i)), fd(std::move(f)), layer(l) {}
+
+  static FileHandle* of(fuse_file_info* fi);
+  // The fd to use now: the upper copy's once the object has been copied up.
+  int current_fd();
+
+  std::shared_ptr<Inode> inode;
+  std::mutex mu;  // guards fd, layer, retired
+  UniqueFd fd;
+  uint32_t layer;
+  std::vector<UniqueFd> retired;
+};
+
+}  // namespace layerfs

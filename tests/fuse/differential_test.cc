@@ -1,0 +1,320 @@
+// Random operation sequences run on a layerfs mount and on a kernel overlayfs mount of
+// identical layers. Each operation must have the same outcome on both (the errno, or what a
+// read returns), the two merged trees must be identical afterwards, and the upper layerfs wrote
+// must show the same tree when kernel overlayfs mounts it.
+//
+// Paths come from a small fixed namespace shared with the layer fixtures, so most operations
+// land on lower files, whiteouts, opaque directories and each other's results, and many fail:
+// the failures must agree too. On a divergence the test prints the seed and the shortest
+// failing sequence it finds.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <sstream>
+
+#include "tests/fuse/parity.h"
+
+namespace layerfs::test {
+namespace {
+
+const std::vector<std::string> kDirs = {"", "a", "a/b", "low", "low/deep", "opq", "wh", "new"};
+const std::vector<std::string> kNames = {"f", "g", "h", "b", "deep", "low", "x"};
+
+enum class Kind {
+  kWrite,
+  kAppend,
+  kTruncate,
+  kMkdir,
+  kRmdir,
+  kUnlink,
+  kRename,
+  kRenameNoReplace,
+  kChmod,
+  kSymlink,
+  kLink,
+  kSetXattr,
+  kRemoveXattr,
+  kUtimes,
+  kMkfifo,
+  kRead,
+  kCount
+};
+
+struct Op {
+  Kind kind;
+  std::string a, b;
+  std::string data;
+  unsigned n = 0;
+};
+
+std::string describe(const Op& op) {
+  static const char* names[] = {"write",       "append",  "truncate", "mkdir",
+                                "rmdir",       "unlink",  "rename",   "rename-noreplace",
+                                "chmod",       "symlink", "link",     "setxattr",
+                                "removexattr", "utimes",  "mkfifo",   "read"};
+  std::ostringstream s;
+  s << names[static_cast<int>(op.kind)] << " '" << op.a << "'";
+  if (!op.b.empty()) s << " '" << op.b << "'";
+  if (!op.data.empty()) s << " data[" << op.data.size() << "]";
+  if (op.n) s << " n=" << std::oct << op.n;
+  return s.str();
+}
+
+std::string pick_path(std::mt19937& gen) {
+  const std::string& d = kDirs[gen() % kDirs.size()];
+  const std::string& n = kNames[gen() % kNames.size()];
+  return d.empty() ? n : d + "/" + n;
+}
+
+std::vector<Op> generate(unsigned seed, size_t count) {
+  std::mt19937 gen(seed);
+  std::vector<Op> ops;
+  for (size_t i = 0; i < count; ++i) {
+    Op op{static_cast<Kind>(gen() % static_cast<unsigned>(Kind::kCount)), pick_path(gen), "", "",
+          0};
+    switch (op.kind) {
+      case Kind::kWrite:
+      case Kind::kAppend:
+        op.data = std::string(gen() % 3 == 0 ? 70000 + gen() % 5000 : gen() % 100,
+                              static_cast<char>('a' + gen() % 26));
+        break;
+      case Kind::kTruncate:
+        op.n = gen() % 3 == 0 ? 0 : gen() % 200000;
+        break;
+      case Kind::kMkdir:
+      case Kind::kChmod:
+        op.n = std::vector<unsigned>{0755, 0700, 0750, 0644, 0600, 01777}[gen() % 6];
+        break;
+      case Kind::kRename:
+      case Kind::kRenameNoReplace:
+      case Kind::kLink:
+        op.b = pick_path(gen);
+        break;
+      case Kind::kSymlink:
+        op.b = gen() % 2 ? "../target" : "/abs/target";
+        break;
+      case Kind::kSetXattr:
+        op.data = std::to_string(gen() % 1000);
+        break;
+      default:
+        break;
+    }
+    ops.push_back(op);
+  }
+  return ops;
+}
+
+std::string err_name(int e) { return e == 0 ? "ok" : std::string(strerrorname_np(e)); }
+
+// The outcome of one operation: an errno name, or what a read returned.
+std::string apply(const fs::path& root, const Op& op) {
+  const std::string a = (root / op.a).string(), b = (root / op.b).string();
+  auto rc = [](int r) { return err_name(r == 0 ? 0 : errno); };
+  switch (op.kind) {
+    case Kind::kWrite:
+    case Kind::kAppend: {
+      // O_NONBLOCK: a fifo made by an earlier operation must not block the test (ENXIO).
+      int flags = O_WRONLY | O_CREAT | O_NONBLOCK | (op.kind == Kind::kWrite ? O_TRUNC : O_APPEND);
+      int fd = open(a.c_str(), flags, 0644);
+      if (fd < 0) return err_name(errno);
+      ssize_t n = write(fd, op.data.data(), op.data.size());
+      int e = n < 0 ? errno : 0;
+      close(fd);
+      return err_name(e);
+    }
+    case Kind::kTruncate:
+      return rc(truncate(a.c_str(), op.n));
+    case Kind::kMkdir:
+      return rc(mkdir(a.c_str(), op.n));
+    case Kind::kRmdir:
+      return rc(rmdir(a.c_str()));
+    case Kind::kUnlink:
+      return rc(unlink(a.c_str()));
+    case Kind::kRename:
+      return rc(rename(a.c_str(), b.c_str()));
+    case Kind::kRenameNoReplace:
+      return rc(renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_NOREPLACE));
+    case Kind::kChmod:
+      return rc(chmod(a.c_str(), op.n));
+    case Kind::kSymlink:
+      return rc(symlink(op.b.c_str(), a.c_str()));
+    case Kind::kLink:
+      return rc(link(a.c_str(), b.c_str()));
+    case Kind::kSetXattr:
+      return rc(lsetxattr(a.c_str(), "user.k", op.data.data(), op.data.size(), 0));
+    case Kind::kRemoveXattr:
+      return rc(lremovexattr(a.c_str(), "user.k"));
+    case Kind::kUtimes: {
+      const timespec t[2] = {{1500000000, 0}, {1600000000, 0}};
+      return rc(utimensat(AT_FDCWD, a.c_str(), t, AT_SYMLINK_NOFOLLOW));
+    }
+    case Kind::kMkfifo:
+      return rc(mkfifo(a.c_str(), 0644));
+    case Kind::kRead: {
+      int fd = open(a.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+      if (fd < 0) return err_name(errno);
+      std::string data(300000, '\0');
+      ssize_t n = read(fd, data.data(), data.size());
+      int e = n < 0 ? errno : 0;
+      close(fd);
+      if (e) return err_name(e);
+      return "read " +
+             std::to_string(std::hash<std::string>()(data.substr(0, static_cast<size_t>(n)))) +
+             "/" + std::to_string(n);
+    }
+    case Kind::kCount:
+      break;
+  }
+  return "?";
+}
+
+// Two lower layers using every marker kernel overlayfs reads, over the namespace above.
+void make_layers(const fs::path& top, const fs::path& base) {
+  write_file(base / "f", "base f");
+  write_file(base / "g", std::string(100000, 'g'));
+  make_hardlink(base / "g", base / "a/h");
+  write_file(base / "a/f", "base a/f");
+  write_file(base / "a/b/f", "base a/b/f");
+  write_file(base / "low/f", "base low/f");
+  write_file(base / "low/deep/f", "deep");
+  write_file(base / "opq/f", "hidden by opaque");
+  write_file(base / "wh/f", "whited out");
+  write_file(base / "wh/g", "kept");
+  write_file(base / "x", "x");
+  make_symlink("f", base / "low/x");
+  write_file(top / "f", "top f");
+  write_file(top / "a/g", "top a/g");
+  make_dir(top / "opq");
+  set_xattr(top / "opq", "trusted.overlay.opaque", "y");
+  write_file(top / "opq/g", "top opq/g");
+  make_whiteout(top / "wh/f");
+  make_whiteout(top / "x");
+  write_file(top / "low/deep/g", "top deep/g");
+  set_xattr(base / "low/f", "user.k", "0");
+  pin_atimes(top);
+  pin_atimes(base);
+}
+
+struct Outcome {
+  std::string failure;   // empty: the sequence agrees everywhere
+  size_t succeeded = 0;  // operations that did not fail (on both sides)
+};
+
+Outcome run_sequence(const std::vector<Op>& ops) {
+  TempDir t("diff");
+  for (const char* side : {"k", "l"}) {
+    make_layers(t / side / "top", t / side / "base");
+    for (const char* d : {"upper", "work", "mnt"}) fs::create_directories(t / side / d);
+  }
+  auto opts = [&](const char* side) {
+    return "upperdir=" + (t / side / "upper").string() + ",workdir=" + (t / side / "work").string();
+  };
+  std::ostringstream failure;
+  size_t succeeded = 0;
+  Tree ours_final;
+  {
+    KernelOverlay kernel({t / "k/top", t / "k/base"}, t / "k/mnt", opts("k"));
+    if (!kernel.ok()) return {"kernel mount: " + kernel.error()};
+    LayerfsMount mount({t / "l/top", t / "l/base"}, t / "l/mnt", {"-o", opts("l")});
+    if (!mount.ok()) return {"layerfs mount: " + mount.error()};
+    for (size_t i = 0; i < ops.size(); ++i) {
+      std::string theirs = apply(t / "k/mnt", ops[i]);
+      std::string ours = apply(t / "l/mnt", ops[i]);
+      if (theirs != ours) {
+        failure << "op " << i << " (" << describe(ops[i]) << "): kernel " << theirs << ", layerfs "
+                << ours;
+        return {failure.str()};
+      }
+      if (ours == "ok" || ours.starts_with("read ")) ++succeeded;
+    }
+    Ignore ignore{.ino = true, .times = true, .blocks = true};
+    Tree theirs_tree = snapshot(t / "k/mnt");
+    ours_final = snapshot(t / "l/mnt");
+    auto diffs = compare(theirs_tree, ours_final, ignore);
+    if (!diffs.empty()) return {"trees differ: " + ::testing::PrintToString(diffs)};
+  }
+  // The upper layerfs wrote, as kernel overlayfs reads it.
+  fs::create_directories(t / "l/work2");
+  fs::create_directories(t / "l/mnt2");
+  KernelOverlay again(
+      {t / "l/top", t / "l/base"}, t / "l/mnt2",
+      "upperdir=" + (t / "l/upper").string() + ",workdir=" + (t / "l/work2").string());
+  if (!again.ok()) return {"kernel mount of the layerfs upper: " + again.error()};
+  auto diffs =
+      compare(snapshot(t / "l/mnt2"), ours_final, {.ino = true, .times = true, .blocks = true});
+  if (!diffs.empty()) {
+    return {"kernel view of the layerfs upper differs: " + ::testing::PrintToString(diffs)};
+  }
+  return {"", succeeded};
+}
+
+// The shortest prefix that fails, then single operations dropped while it still fails.
+std::vector<Op> shrink(std::vector<Op> ops) {
+  size_t lo = 1, hi = ops.size();
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (!run_sequence({ops.begin(), ops.begin() + static_cast<long>(mid)}).failure.empty()) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  ops.resize(hi);
+  for (size_t i = 0; i + 1 < ops.size() && ops.size() > 1;) {
+    std::vector<Op> fewer = ops;
+    fewer.erase(fewer.begin() + static_cast<long>(i));
+    if (!run_sequence(fewer).failure.empty()) {
+      ops = std::move(fewer);
+    } else {
+      ++i;
+    }
+  }
+  return ops;
+}
+
+class Differential : public ::testing::TestWithParam<unsigned> {
+ protected:
+  void SetUp() override {
+    SKIP_WITHOUT_KERNEL_OVERLAY();
+    TempDir probe("probe");
+    if (!can_set_trusted_xattrs(probe.path()))
+      GTEST_SKIP() << "trusted.* xattrs need CAP_SYS_ADMIN";
+  }
+};
+
+TEST_P(Differential, AgreesWithKernelOverlayfs) {
+  const unsigned seed = GetParam();
+  auto ops = generate(seed, 500);
+  Outcome out = run_sequence(ops);
+  if (out.failure.empty()) {
+    // A sequence where nearly everything fails would prove little.
+    EXPECT_GT(out.succeeded, ops.size() / 4) << "seed " << seed;
+    std::printf("seed %u: %zu of %zu operations succeeded on both\n", seed, out.succeeded,
+                ops.size());
+    return;
+  }
+  auto shortest = shrink(ops);
+  std::ostringstream seq;
+  for (const auto& op : shortest) seq << "  " << describe(op) << "\n";
+  Outcome again = run_sequence(shortest);
+  ADD_FAILURE() << "seed " << seed << ": " << out.failure << "\nshortest failing sequence ("
+                << shortest.size() << " ops): " << again.failure << "\n"
+                << seq.str();
+}
+
+// 16 seeds by default; LAYERFS_DIFF_SEEDS=N explores seeds 1..N.
+unsigned seed_count() {
+  const char* v = getenv("LAYERFS_DIFF_SEEDS");
+  unsigned n = v ? static_cast<unsigned>(strtoul(v, nullptr, 10)) : 0;
+  return n ? n : 16;
+}
+
+INSTANTIATE_TEST_SUITE_P(Seeds, Differential, ::testing::Range(1u, seed_count() + 1));
+
+}  // namespace
+}  // namespace layerfs::test
