@@ -222,6 +222,9 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent_id, const char* name) {
   auto victim = d.resolve(parent, name);
   if (!victim.ok()) return (void)fuse_reply_err(req, victim.error());
   auto st = (*victim)->stat();
+  // Open files outlive their name (fstat, and a GETATTR carries no handle): keep the object
+  // reachable by fd until the kernel forgets the inode.
+  if (auto fd = (*victim)->path_fd(); fd.ok()) (*victim)->pin(std::move(*fd));
   auto r = remove_name(d, parent, name, **victim);
   if (!r.ok()) return (void)fuse_reply_err(req, r.error());
   // Its last name gone, the object must not be found again by a reused inode number. (A name
@@ -328,6 +331,9 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
       if (!w.ok()) return w;
     }
     if (dst) {
+      if (!dst->is_dir()) {
+        if (auto fd = dst->path_fd(); fd.ok()) dst->pin(std::move(*fd));
+      }
       auto dst_st = dst->stat();
       if (dst->is_dir() || !dst_st.ok() || dst_st->st_nlink <= 1) d.table->unhash(*dst);
     }

@@ -1,0 +1,313 @@
+// The writable upper, one behaviour at a time: copy-up, whiteouts and opaque directories as
+// written on disk, ownership, open-unlinked files, locking, crash and ENOSPC safety.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "tests/fuse/parity.h"
+
+namespace layerfs::test {
+namespace {
+
+class Upper : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SKIP_WITHOUT_FUSE();
+    for (const char* d : {"lower", "upper", "work", "mnt"}) make_dir(t_ / d);
+  }
+  std::vector<std::string> upper_opts() const {
+    return {"-o", "upperdir=" + (t_ / "upper").string() + ",workdir=" + (t_ / "work").string()};
+  }
+  std::unique_ptr<LayerfsMount> mount(std::vector<std::string> extra = {}) {
+    auto opts = upper_opts();
+    opts.insert(opts.end(), extra.begin(), extra.end());
+    auto m = std::make_unique<LayerfsMount>(std::vector<fs::path>{t_ / "lower"}, t_ / "mnt", opts);
+    EXPECT_TRUE(m->ok()) << m->error();
+    return m;
+  }
+  fs::path mnt(const std::string& rel) const { return t_ / "mnt" / rel; }
+  fs::path upper(const std::string& rel) const { return t_ / "upper" / rel; }
+  bool work_is_empty() const { return fs::is_empty(t_ / "work/work"); }
+
+  TempDir t_{"upper"};
+};
+
+struct stat lstat_of(const fs::path& p) {
+  struct stat st {};
+  EXPECT_EQ(lstat(p.c_str(), &st), 0) << p;
+  return st;
+}
+
+bool is_whiteout(const fs::path& p) {
+  struct stat st {};
+  return lstat(p.c_str(), &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0);
+}
+
+void make_sparse(const fs::path& p, off_t size, const std::string& head) {
+  write_file(p, head);
+  ASSERT_EQ(truncate(p.c_str(), size), 0);
+}
+
+TEST_F(Upper, AppendToASparseGigabyteCopiesItUpSparse) {
+  make_sparse(t_ / "lower/big", off_t{1} << 30, "head");
+  auto m = mount();
+  int fd = open(mnt("big").c_str(), O_WRONLY | O_APPEND);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "!", 1), 1);
+  close(fd);
+  struct stat up = lstat_of(upper("big"));
+  EXPECT_EQ(up.st_size, (off_t{1} << 30) + 1);
+  EXPECT_LT(up.st_blocks, 2048) << "holes were written out";
+  EXPECT_EQ(lstat_of(t_ / "lower/big").st_size, off_t{1} << 30) << "the lower is untouched";
+  char buf[5] = {};
+  fd = open(mnt("big").c_str(), O_RDONLY);
+  ASSERT_EQ(pread(fd, buf, 4, 0), 4);
+  EXPECT_STREQ(buf, "head");
+  ASSERT_EQ(pread(fd, buf, 1, off_t{1} << 30), 1);
+  EXPECT_EQ(buf[0], '!');
+  close(fd);
+  EXPECT_TRUE(work_is_empty());
+}
+
+TEST_F(Upper, OpenForWriteWithoutWritingCopiesUp) {
+  write_file(t_ / "lower/f", "lower data", 0640);
+  auto m = mount();
+  int fd = open(mnt("f").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  EXPECT_EQ(snapshot(t_ / "upper")["f"].content, "lower data");
+  EXPECT_EQ(lstat_of(upper("f")).st_mode & 07777, 0640u);
+}
+
+TEST_F(Upper, RemovingLowerObjectsWritesOnlyWhiteouts) {
+  make_sparse(t_ / "lower/big", off_t{1} << 30, "data");
+  for (int i = 0; i < 20; ++i) write_file(t_ / "lower/tree/sub" / std::to_string(i), "x");
+  auto m = mount();
+  ASSERT_EQ(unlink(mnt("big").c_str()), 0);
+  ASSERT_EQ(run({"rm", "-rf", mnt("tree").string()}).status, 0);
+  EXPECT_TRUE(is_whiteout(upper("big")));
+  EXPECT_TRUE(is_whiteout(upper("tree")));
+  EXPECT_EQ(snapshot(t_ / "upper").size(), 3u) << paths_of(snapshot(t_ / "upper"));
+  EXPECT_FALSE(fs::exists(mnt("big")));
+  EXPECT_FALSE(fs::exists(mnt("tree")));
+  EXPECT_TRUE(fs::exists(t_ / "lower/big")) << "lower layers never change";
+}
+
+TEST_F(Upper, MarkersOnlyWhereALowerLayerHasTheName) {
+  write_file(t_ / "lower/d/keep", "k");
+  auto m = mount();
+  write_file(mnt("d/new"), "n");
+  ASSERT_EQ(unlink(mnt("d/new").c_str()), 0);
+  ASSERT_EQ(mkdir(mnt("fresh").c_str(), 0755), 0);
+  ASSERT_EQ(rmdir(mnt("fresh").c_str()), 0);
+  write_file(mnt("g"), "g");
+  ASSERT_EQ(rename(mnt("g").c_str(), mnt("h").c_str()), 0);
+  Tree up = snapshot(t_ / "upper");
+  EXPECT_FALSE(up.contains("d/new"));
+  EXPECT_FALSE(up.contains("fresh"));
+  EXPECT_FALSE(up.contains("g"));
+  EXPECT_TRUE(up.contains("h"));
+}
+
+TEST_F(Upper, RmdirThenMkdirOfALowerDirectoryIsOpaque) {
+  write_file(t_ / "lower/d/old", "o");
+  auto m = mount();
+  ASSERT_EQ(unlink(mnt("d/old").c_str()), 0);
+  ASSERT_EQ(rmdir(mnt("d").c_str()), 0);
+  ASSERT_EQ(mkdir(mnt("d").c_str(), 0700), 0);
+  EXPECT_TRUE(fs::is_empty(mnt("d")));
+  std::string name = geteuid() == 0 ? "trusted.overlay.opaque" : "user.overlay.opaque";
+  char v[2] = {};
+  ASSERT_EQ(lgetxattr(upper("d").c_str(), name.c_str(), v, 1), 1);
+  EXPECT_EQ(v[0], 'y');
+  EXPECT_TRUE(fs::is_empty(upper("d"))) << "the whiteout inside went with the old directory";
+}
+
+TEST_F(Upper, NewObjectsBelongToTheCallerWithItsUmaskAndSetgidDirectories) {
+  if (geteuid() != 0) GTEST_SKIP() << "switching users needs root";
+  ASSERT_EQ(chmod(t_.path().c_str(), 0755), 0);  // other users reach the mount point
+  make_dir(t_ / "lower/shared", 01777);
+  make_dir(t_ / "lower/group", 02777);
+  ASSERT_EQ(chown((t_ / "lower/group").c_str(), 0, 4242), 0);
+  ASSERT_EQ(chmod((t_ / "lower/group").c_str(), 02777), 0);
+  auto m = mount();
+  auto as_user = [&](const std::string& script) {
+    return run({"setpriv", "--reuid=1234", "--regid=4321", "--clear-groups", "sh", "-c", script,
+                mnt("").string()});
+  };
+  RunResult r = as_user(
+      "umask 077 && touch \"$0/shared/mine\" && mkdir \"$0/group/sub\" && "
+      "touch \"$0/group/file\"");
+  ASSERT_EQ(r.status, 0) << r.err;
+  struct stat mine = lstat_of(mnt("shared/mine"));
+  EXPECT_EQ(mine.st_uid, 1234u);
+  EXPECT_EQ(mine.st_gid, 4321u);
+  EXPECT_EQ(mine.st_mode & 0777, 0600u);
+  EXPECT_EQ(lstat_of(upper("shared/mine")).st_uid, 1234u) << "on disk too";
+  struct stat sub = lstat_of(mnt("group/sub"));
+  EXPECT_EQ(sub.st_gid, 4242u) << "group of the setgid directory";
+  EXPECT_TRUE(sub.st_mode & S_ISGID) << "new directories inherit setgid";
+  EXPECT_EQ(lstat_of(mnt("group/file")).st_gid, 4242u);
+  // The kernel checks permissions: another user cannot write the file.
+  RunResult denied = run({"setpriv", "--reuid=999", "--regid=999", "--clear-groups", "sh", "-c",
+                          "echo x > \"$0\"", mnt("shared/mine").string()});
+  EXPECT_NE(denied.status, 0);
+}
+
+TEST_F(Upper, AFileUnlinkedWhileOpenStaysUsable) {
+  write_file(t_ / "lower/f", "lower");
+  auto m = mount();
+  int fd = open(mnt("f").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(unlink(mnt("f").c_str()), 0);
+  EXPECT_FALSE(fs::exists(mnt("f")));
+  ASSERT_EQ(pwrite(fd, "LOW", 3, 0), 3);
+  char buf[6] = {};
+  ASSERT_EQ(pread(fd, buf, 5, 0), 5);
+  EXPECT_STREQ(buf, "LOWer");
+  struct stat st;
+  ASSERT_EQ(fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_size, 5);
+  close(fd);
+  EXPECT_TRUE(is_whiteout(upper("f")));
+}
+
+TEST_F(Upper, TwoMountsCannotShareAnUpper) {
+  auto first = mount();
+  make_dir(t_ / "mnt2");
+  make_dir(t_ / "work2");
+  RunResult second =
+      run({LAYERFS_BIN, "-o",
+           "lowerdir=" + (t_ / "lower").string() + ",upperdir=" + (t_ / "upper").string() +
+               ",workdir=" + (t_ / "work2").string(),
+           (t_ / "mnt2").string()});
+  EXPECT_EQ(second.status, 1);
+  EXPECT_EQ(second.err, "layerfs: upperdir '" + (t_ / "upper").string() +
+                            "': in use by another layerfs mount\n");
+  EXPECT_FALSE(is_mounted(t_ / "mnt2"));
+}
+
+TEST_F(Upper, TheWorkDirIsEmptiedAtMount) {
+  write_file(t_ / "work/work/#1f", "left by a crash");
+  make_dir(t_ / "work/work/#20/inner");
+  auto m = mount();
+  EXPECT_TRUE(work_is_empty());
+}
+
+void write_dense(const fs::path& p, size_t mib) {
+  fs::create_directories(p.parent_path());
+  int fd = open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0);
+  std::string block(1 << 20, 'd');
+  for (size_t i = 0; i < mib; ++i) {
+    block[0] = static_cast<char>(i);
+    ASSERT_EQ(write(fd, block.data(), block.size()), static_cast<ssize_t>(block.size()));
+  }
+  close(fd);
+}
+
+// Waits until a copy-up is under way: its temporary file shows in the work dir.
+bool copy_up_started(const fs::path& work, std::chrono::seconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::error_code ec;
+    if (!fs::is_empty(work, ec)) return true;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  return false;
+}
+
+TEST_F(Upper, ACopyUpBlocksNothingElse) {
+  write_dense(t_ / "lower/dir/big", 256);
+  write_file(t_ / "lower/dir/small", "small");
+  write_file(t_ / "lower/other/f", "f");
+  auto m = mount();
+  std::atomic<bool> copy_done{false};
+  // A jthread joins on every way out of the test, failed assertions included.
+  std::jthread copier([&] {
+    int fd = open(mnt("dir/big").c_str(), O_RDWR);
+    if (fd >= 0) close(fd);
+    copy_done = true;
+  });
+  ASSERT_TRUE(copy_up_started(t_ / "work/work", std::chrono::seconds(20)));
+  // While the big file is being copied: the same directory and others stay fully usable.
+  EXPECT_EQ(snapshot(mnt("dir/small"))[""].content, "small");
+  write_file(mnt("dir/new"), "created meanwhile");
+  EXPECT_EQ(snapshot(mnt("dir/new"))[""].content, "created meanwhile");
+  size_t names = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(mnt("dir"))) ++names;
+  EXPECT_EQ(names, 3u);
+  int fd = open(mnt("dir/small").c_str(), O_RDWR | O_APPEND);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "+", 1), 1);
+  close(fd);
+  ASSERT_EQ(rename(mnt("other/f").c_str(), mnt("other/g").c_str()), 0);
+  ASSERT_EQ(mkdir(mnt("dir/sub").c_str(), 0755), 0);
+  const bool others_first = !copy_done;
+  copier.join();
+  EXPECT_TRUE(others_first) << "the other operations waited for the copy-up";
+  EXPECT_EQ(lstat_of(mnt("dir/big")).st_size, off_t{256} << 20);
+  EXPECT_EQ(snapshot(mnt("dir/small"))[""].content, "small+");
+}
+
+TEST_F(Upper, KillingTheDaemonMidCopyUpLeavesNoPartialFile) {
+  write_dense(t_ / "lower/big", 256);
+  std::string lower_head;
+  {
+    auto m = mount();
+    pid_t pid = m->pid();
+    std::jthread copier([&] {
+      int fd = open(mnt("big").c_str(), O_WRONLY | O_APPEND);  // fails once the daemon dies
+      if (fd >= 0) close(fd);
+    });
+    ASSERT_TRUE(copy_up_started(t_ / "work/work", std::chrono::seconds(20)));
+    ASSERT_EQ(kill(pid, SIGKILL), 0);
+    copier.join();
+    EXPECT_EQ(m->stop(), 128 + SIGKILL);  // unmounts the dead mount and reaps the daemon
+  }
+  auto again = mount();
+  // The file is either the lower one or a complete copy, never a partial one.
+  struct stat st = lstat_of(mnt("big"));
+  EXPECT_EQ(st.st_size, off_t{256} << 20);
+  EXPECT_FALSE(fs::exists(upper("big")) && lstat_of(upper("big")).st_size != st.st_size);
+  EXPECT_TRUE(work_is_empty()) << "the partial copy was cleaned at mount";
+}
+
+TEST_F(Upper, NoSpaceForACopyUpIsReportedAndChangesNothing) {
+  if (geteuid() != 0) GTEST_SKIP() << "mounting a small tmpfs needs root";
+  make_dir(t_ / "small");
+  ASSERT_EQ(::mount("tmpfs", (t_ / "small").c_str(), "tmpfs", 0, "size=4m"), 0);
+  struct Unmount {
+    fs::path p;
+    ~Unmount() { unmount(p); }
+  } unmount_small{t_ / "small"};
+  make_dir(t_ / "small/upper");
+  make_dir(t_ / "small/work");
+  write_dense(t_ / "lower/big", 16);
+  write_file(t_ / "lower/small", "ok");
+  LayerfsMount m({t_ / "lower"}, t_ / "mnt",
+                 {"-o", "upperdir=" + (t_ / "small/upper").string() +
+                            ",workdir=" + (t_ / "small/work").string()});
+  ASSERT_TRUE(m.ok()) << m.error();
+  errno = 0;
+  int fd = open(mnt("big").c_str(), O_WRONLY | O_APPEND);
+  EXPECT_LT(fd, 0);
+  EXPECT_EQ(errno, ENOSPC);
+  if (fd >= 0) close(fd);
+  EXPECT_EQ(lstat_of(mnt("big")).st_size, off_t{16} << 20) << "the lower view is intact";
+  EXPECT_FALSE(fs::exists(t_ / "small/upper/big"));
+  EXPECT_TRUE(fs::is_empty(t_ / "small/work/work"));
+  write_file(mnt("small"), "still writable");
+  EXPECT_EQ(snapshot(mnt(""))["small"].content, "still writable");
+}
+
+}  // namespace
+}  // namespace layerfs::test
