@@ -52,6 +52,9 @@ struct Daemon {
 
   // Makes sure `inode` lives in the upper, copying it (and its parents first) if not.
   Result<void> copy_up(Inode& inode);
+  // Copies a directory and everything it shows into the upper and makes the copy opaque, so
+  // the directory no longer depends on its lower copies (before it is renamed).
+  Result<void> copy_up_tree(Inode& dir);
   // Whether a lower copy of `dir` still shows `name`: removing it then needs a whiteout.
   bool lower_has(Inode& dir, const char* name);
   // The merged listing of a directory, built once and shared.

@@ -116,6 +116,20 @@ void Inode::moved_to_upper(std::optional<LayerDir> upper_copy) {
   listing_.reset();
 }
 
+void Inode::drop_lower_copies() {
+  std::lock_guard lock(mu_);
+  // The fds go with the inode; keep them open until then, a snapshot may still use them.
+  for (auto it = dirs_.begin(); it != dirs_.end();) {
+    if (it->layer != 0) {
+      retired_.push_back(std::move(it->fd));
+      it = dirs_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  listing_.reset();
+}
+
 void Inode::renamed(std::shared_ptr<Inode> parent, std::string name, uint64_t parent_st_ino) {
   std::lock_guard lock(mu_);
   parent_ = std::move(parent);

@@ -99,6 +99,8 @@ class Inode : public std::enable_shared_from_this<Inode> {
                      std::vector<LayerDir> dirs, uint64_t parent_st_ino);
   // After a copy-up: the object now lives in the upper; a directory gains its upper copy.
   void moved_to_upper(std::optional<LayerDir> upper_copy);
+  // After its upper copy was made opaque: the lower copies no longer take part.
+  void drop_lower_copies();
   // After a rename.
   void renamed(std::shared_ptr<Inode> parent, std::string name, uint64_t parent_st_ino);
   // An upper file with more than one link is held by an O_PATH fd, since the name it was found
@@ -127,6 +129,7 @@ class Inode : public std::enable_shared_from_this<Inode> {
   uint64_t parent_st_ino_ = 0;
   std::shared_ptr<const Listing> listing_;
   UniqueFd pinned_;
+  std::vector<UniqueFd> retired_;  // fds of dropped copies, closed with the inode
 
   // Guarded by the table lock.
   uint64_t nlookup_ = 0;

@@ -112,6 +112,26 @@ Result<void> Daemon::copy_up(Inode& node) {
   return {};
 }
 
+Result<void> Daemon::copy_up_tree(Inode& dir) {
+  auto up = copy_up(dir);
+  if (!up.ok()) return up;
+  if (!dir.has_lower_copies()) return {};
+  dir.drop_listing();
+  auto entries = listing(dir);
+  if (!entries.ok()) return entries.err();
+  for (const ListEntry& e : **entries) {
+    auto child = resolve(dir, e.name.c_str());
+    if (!child.ok()) return child.err();
+    auto done = (*child)->is_dir() ? copy_up_tree(**child) : copy_up(**child);
+    if (!done.ok()) return done;
+  }
+  // Everything the directory shows is in its upper copy now: the lower copies can go.
+  auto opaque = upper->mark_opaque(dir.copy_fd(0));
+  if (!opaque.ok()) return opaque;
+  dir.drop_lower_copies();
+  return {};
+}
+
 bool Daemon::lower_has(Inode& dir, const char* name) {
   std::vector<DirRef> lowers;
   for (const DirRef& d : dir.copies()) {

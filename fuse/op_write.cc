@@ -8,9 +8,13 @@
 //   whiteout is made opaque, so nothing of the deleted lower directory shows through.
 // - Removing a name writes a whiteout only where a lower layer still shows that name
 //   (Daemon::lower_has); removing a lower object never copies its data.
-// - rename of a directory that has copies in lower layers is refused with EXDEV, as kernel
-//   overlayfs does without redirect_dir; `mv` then copies. Everything else is renamed in the
-//   upper, leaving a whiteout at the old name where a lower layer still shows it.
+// - rename of a directory that has copies in lower layers first copies the tree it shows into
+//   the upper and makes that copy opaque (Daemon::copy_up_tree); then every rename happens
+//   within the upper, leaving a whiteout at the old name where a lower layer still shows it.
+//   Kernel overlayfs instead writes a redirect xattr (with redirect_dir=on) or refuses with
+//   EXDEV. A copied tree costs data copying (reflinks where the filesystem has them) but needs
+//   no redirect support from whoever mounts the upper later, and a crash at any point leaves
+//   the same view: each step only copies up, and the opaque mark and the rename are atomic.
 // - The kernel's VFS holds the parent directories' locks for all of these, so no two of them
 //   race on the same names.
 #include <fcntl.h>
@@ -277,8 +281,14 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
   if (dst && (flags & RENAME_NOREPLACE)) return Errno{EEXIST};
   if ((flags & RENAME_EXCHANGE) && !dst) return Errno{ENOENT};
   if (dst == src) return {};  // two names of one object: nothing to do (rename(2))
-  if (src->is_dir() && src->has_lower_copies()) return Errno{EXDEV};
-  if ((flags & RENAME_EXCHANGE) && dst->is_dir() && dst->has_lower_copies()) return Errno{EXDEV};
+  if (src->is_dir()) {
+    auto tree = d.copy_up_tree(*src);
+    if (!tree.ok()) return tree;
+  }
+  if ((flags & RENAME_EXCHANGE) && dst->is_dir()) {
+    auto tree = d.copy_up_tree(*dst);
+    if (!tree.ok()) return tree;
+  }
 
   for (Inode* i : {src.get(), &new_parent}) {
     auto up = d.copy_up(*i);

@@ -117,6 +117,38 @@ TEST_F(Upper, MarkersOnlyWhereALowerLayerHasTheName) {
   EXPECT_TRUE(up.contains("h"));
 }
 
+TEST_F(Upper, RenamingALowerDirectoryMovesItsWholeTree) {
+  write_file(t_ / "lower/src/a", "a");
+  write_file(t_ / "lower/src/sub/b", "b");
+  make_symlink("a", t_ / "lower/src/link");
+  {
+    auto m = mount();
+    write_file(mnt("src/added"), "added");
+    ASSERT_EQ(rename(mnt("src").c_str(), mnt("dst").c_str()), 0) << strerror(errno);
+    EXPECT_FALSE(fs::exists(mnt("src")));
+    Tree moved = snapshot(mnt("dst"));
+    EXPECT_EQ(moved["a"].content, "a");
+    EXPECT_EQ(moved["sub/b"].content, "b");
+    EXPECT_EQ(moved["added"].content, "added");
+    EXPECT_EQ(moved["link"].link, "a");
+    EXPECT_EQ(moved.size(), 6u) << paths_of(moved);
+  }
+  EXPECT_TRUE(is_whiteout(upper("src")));
+  std::string name = geteuid() == 0 ? "trusted.overlay.opaque" : "user.overlay.opaque";
+  char v[2] = {};
+  EXPECT_EQ(lgetxattr(upper("dst").c_str(), name.c_str(), v, 1), 1);
+  // Kernel overlayfs, without redirect_dir, shows the same tree from this upper.
+  if (kernel_overlay_unavailable()) return;
+  make_dir(t_ / "kwork");
+  make_dir(t_ / "kmnt");
+  KernelOverlay kernel({t_ / "lower"}, t_ / "kmnt",
+                       "upperdir=" + upper("").string() + ",workdir=" + (t_ / "kwork").string());
+  ASSERT_TRUE(kernel.ok()) << kernel.error();
+  EXPECT_FALSE(fs::exists(t_ / "kmnt/src"));
+  EXPECT_EQ(snapshot(t_ / "kmnt/dst").size(), 6u);
+  EXPECT_EQ(snapshot(t_ / "kmnt/dst")["sub/b"].content, "b");
+}
+
 TEST_F(Upper, RmdirThenMkdirOfALowerDirectoryIsOpaque) {
   write_file(t_ / "lower/d/old", "o");
   auto m = mount();

@@ -158,7 +158,9 @@ std::vector<std::string> compare(const Tree& a, const Tree& b, Ignore ignore) {
     num("rdev", x.st.st_rdev, y.st.st_rdev);
     if (!ignore.dev) num("dev", x.st.st_dev, y.st.st_dev);
     if (!ignore.ino) num("ino", x.st.st_ino, y.st.st_ino);
-    if (!ignore.nlink) num("nlink", x.st.st_nlink, y.st.st_nlink);
+    if (!ignore.nlink && !(ignore.dir_nlink && S_ISDIR(x.st.st_mode))) {
+      num("nlink", x.st.st_nlink, y.st.st_nlink);
+    }
     if (!ignore.blocks) num("blocks", x.st.st_blocks, y.st.st_blocks);
     if (!ignore.times) {
       field("mtime", ts(x.st.st_mtim), ts(y.st.st_mtim));

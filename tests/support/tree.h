@@ -52,6 +52,7 @@ struct Ignore {
   bool atime = false;
   bool times = false;
   bool nlink = false;
+  bool dir_nlink = false;  // st_nlink of directories only
   bool blocks = false;
 };
 
