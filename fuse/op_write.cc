@@ -267,6 +267,15 @@ bool is_opaque_upper_dir(int dir_fd, const Upper& upper) {
   return v.ok() && !v->empty() && (*v)[0] == 'y';
 }
 
+// A directory moved into a directory that merges lower copies becomes opaque, so that nothing
+// a lower layer has under its new name shows through it (as kernel overlayfs does).
+Result<void> opaque_if_merging(Daemon& d, Inode& moved, Inode& new_parent) {
+  if (!moved.is_dir() || !new_parent.has_lower_copies()) return {};
+  int fd = moved.copy_fd(0);
+  if (is_opaque_upper_dir(fd, *d.upper)) return {};
+  return d.upper->mark_opaque(fd);
+}
+
 Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_parent,
                        const char* new_name, unsigned flags) {
   if (!d.writable()) return Errno{EROFS};
@@ -301,10 +310,13 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
   if (flags & RENAME_EXCHANGE) {
     auto up = d.copy_up(*dst);
     if (!up.ok()) return up;
+    for (auto [moved, into] : {std::pair{src.get(), &new_parent}, std::pair{dst.get(), &parent}}) {
+      auto o = opaque_if_merging(d, *moved, *into);
+      if (!o.ok()) return o;
+    }
     if (renameat2(from, name, to, new_name, RENAME_EXCHANGE) != 0) return last_errno();
     dst->renamed(parent.shared_from_this(), name, parent.st_ino());
   } else {
-    bool opaque = false;
     if (dst && dst->is_dir()) {
       dst->drop_listing();
       auto entries = d.listing(*dst);
@@ -315,16 +327,8 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
         if (!cleared.ok()) return cleared;
       }
     }
-    // A directory moved into a directory that merges lower copies becomes opaque, so that
-    // nothing a lower layer has under the new name shows through it (as kernel overlayfs).
-    if (src->is_dir() && new_parent.has_lower_copies()) {
-      int sfd = src->copy_fd(0);
-      opaque = !is_opaque_upper_dir(sfd, upper);
-      if (opaque) {
-        auto o = upper.mark_opaque(sfd);
-        if (!o.ok()) return o;
-      }
-    }
+    auto o = opaque_if_merging(d, *src, new_parent);
+    if (!o.ok()) return o;
     const bool whiteout = d.lower_has(parent, name);
     if (src->is_dir() && is_upper_whiteout(to, new_name)) {
       // A directory cannot replace a whiteout by rename; swap them, and the whiteout lands on

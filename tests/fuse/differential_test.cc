@@ -42,6 +42,7 @@ enum class Kind {
   kUtimes,
   kMkfifo,
   kRead,
+  kRenameExchange,
   kCount
 };
 
@@ -53,10 +54,10 @@ struct Op {
 };
 
 std::string describe(const Op& op) {
-  static const char* names[] = {"write",       "append",  "truncate", "mkdir",
-                                "rmdir",       "unlink",  "rename",   "rename-noreplace",
-                                "chmod",       "symlink", "link",     "setxattr",
-                                "removexattr", "utimes",  "mkfifo",   "read"};
+  static const char* names[] = {"write",  "append",         "truncate",         "mkdir",  "rmdir",
+                                "unlink", "rename",         "rename-noreplace", "chmod",  "symlink",
+                                "link",   "setxattr",       "removexattr",      "utimes", "mkfifo",
+                                "read",   "rename-exchange"};
   std::ostringstream s;
   s << names[static_cast<int>(op.kind)] << " '" << op.a << "'";
   if (!op.b.empty()) s << " '" << op.b << "'";
@@ -92,6 +93,7 @@ std::vector<Op> generate(unsigned seed, size_t count) {
         break;
       case Kind::kRename:
       case Kind::kRenameNoReplace:
+      case Kind::kRenameExchange:
       case Kind::kLink:
         op.b = pick_path(gen);
         break;
@@ -139,6 +141,8 @@ std::string apply(const fs::path& root, const Op& op) {
       return rc(rename(a.c_str(), b.c_str()));
     case Kind::kRenameNoReplace:
       return rc(renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_NOREPLACE));
+    case Kind::kRenameExchange:
+      return rc(renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE));
     case Kind::kChmod:
       return rc(chmod(a.c_str(), op.n));
     case Kind::kSymlink:
