@@ -2,6 +2,8 @@
 // written on disk, ownership, open-unlinked files, locking, crash and ENOSPC safety.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -210,6 +212,60 @@ TEST_F(Upper, AFileUnlinkedWhileOpenStaysUsable) {
   EXPECT_EQ(st.st_size, 5);
   close(fd);
   EXPECT_TRUE(is_whiteout(upper("f")));
+}
+
+TEST_F(Upper, SharedMmapWritesReachTheUpper) {
+  write_file(t_ / "lower/m", std::string(8192, '.'));
+  auto m = mount();
+  int fd = open(mnt("m").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  void* p = mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  memcpy(static_cast<char*>(p) + 4096, "mapped", 6);
+  ASSERT_EQ(msync(p, 8192, MS_SYNC), 0);
+  munmap(p, 8192);
+  close(fd);
+  std::string expected = std::string(4096, '.') + "mapped" + std::string(8192 - 4102, '.');
+  EXPECT_EQ(snapshot(mnt("m"))[""].content, expected);
+  EXPECT_EQ(snapshot(upper("m"))[""].content, expected);
+}
+
+TEST_F(Upper, SeekDataAndHoleSeeTheHoles) {
+  write_file(t_ / "lower/sparse", "head");
+  {
+    int fd = open((t_ / "lower/sparse").c_str(), O_WRONLY);
+    ASSERT_EQ(pwrite(fd, "tail", 4, off_t{4} << 20), 4);
+    close(fd);
+  }
+  auto m = mount();
+  for (int flags : {O_RDONLY, O_RDWR}) {  // the lower file, then its copy
+    int fd = open(mnt("sparse").c_str(), flags);
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(lseek(fd, 0, SEEK_HOLE), 4096) << "flags " << flags;
+    EXPECT_EQ(lseek(fd, 4096, SEEK_DATA), off_t{4} << 20) << "flags " << flags;
+    close(fd);
+  }
+}
+
+TEST_F(Upper, LocksConflictAcrossOpenFiles) {
+  write_file(t_ / "lower/l", "lock me");
+  auto m = mount();
+  int a = open(mnt("l").c_str(), O_RDWR);
+  int b = open(mnt("l").c_str(), O_RDWR);
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  ASSERT_EQ(flock(a, LOCK_EX), 0);
+  EXPECT_EQ(flock(b, LOCK_EX | LOCK_NB), -1);
+  EXPECT_EQ(errno, EWOULDBLOCK);
+  ASSERT_EQ(flock(a, LOCK_UN), 0);
+  EXPECT_EQ(flock(b, LOCK_EX | LOCK_NB), 0);
+  // Another process sees the lock too.
+  RunResult other = run({"flock", "-n", "-E", "7", mnt("l").string(), "true"});
+  EXPECT_EQ(other.status, 7) << "flock(1) got the lock b holds";
+  ASSERT_EQ(flock(b, LOCK_UN), 0);
+  EXPECT_EQ(run({"flock", "-n", "-E", "7", mnt("l").string(), "true"}).status, 0);
+  close(a);
+  close(b);
 }
 
 TEST_F(Upper, TwoMountsCannotShareAnUpper) {
