@@ -35,6 +35,12 @@ struct Daemon {
   std::unique_ptr<InodeTable> table;
   CachePolicy cache;
   bool fsync_copy_up = true;
+  fuse_session* session = nullptr;  // for notifications to the kernel
+
+  // Tells the kernel that the attributes it caches for `inode` changed behind its back (a
+  // copy-up grows the parent directory in the upper, may give the object a new inode number).
+  // Attributes only: this takes no inode lock in the kernel, so it is safe inside a request.
+  void attributes_changed(const Inode& inode);
 
   static Daemon& of(fuse_req_t req) { return *static_cast<Daemon*>(fuse_req_userdata(req)); }
   Inode& inode(fuse_ino_t id) { return table->from_id(id); }

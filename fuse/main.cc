@@ -136,6 +136,7 @@ int run(const Options& opts) {
     fuse_opt_free_args(&args);
     return 1;
   }
+  daemon.session = se;
   int status = 1;
   if (fuse_set_signal_handlers(se) != 0) {
     log::error("cannot install signal handlers");

@@ -80,6 +80,11 @@ Result<void> Daemon::lookup(Inode& parent, const char* name, fuse_entry_param* e
   return {};
 }
 
+void Daemon::attributes_changed(const Inode& inode) {
+  // ENOENT (the kernel no longer knows the inode) is fine: nothing is cached then.
+  if (session != nullptr) fuse_lowlevel_notify_inval_inode(session, table->id_of(inode), -1, 0);
+}
+
 Result<void> Daemon::copy_up(Inode& node) {
   if (!upper) return Errno{EROFS};
   if (&node == &table->root() || node.layer() == 0) return {};
@@ -109,6 +114,8 @@ Result<void> Daemon::copy_up(Inode& node) {
   if (!keep_ino) node.set_st_ino(stack->map_ino(0, made->st.st_ino));
   table->alias(node, InodeKey{made->st.st_dev, made->st.st_ino});
   w.parent->drop_listing();
+  attributes_changed(*w.parent);
+  attributes_changed(node);
   return {};
 }
 

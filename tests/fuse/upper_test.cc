@@ -268,6 +268,75 @@ TEST_F(Upper, LocksConflictAcrossOpenFiles) {
   close(b);
 }
 
+TEST_F(Upper, ConcurrentWritersKeepTheTreeConsistent) {
+  for (int i = 0; i < 20; ++i) write_file(t_ / "lower/shared" / ("l" + std::to_string(i)), "lower");
+  auto m = mount({"-o", "max_threads=8"});
+  constexpr int kThreads = 6, kRounds = 60;
+  std::vector<std::jthread> threads;
+  for (int th = 0; th < kThreads; ++th) {
+    threads.emplace_back([&, th] {
+      const std::string me = std::to_string(th);
+      ASSERT_EQ(mkdir(mnt("own" + me).c_str(), 0755), 0);
+      for (int r = 0; r < kRounds; ++r) {
+        const std::string n = me + "-" + std::to_string(r);
+        write_file(mnt("shared/f" + n), n);
+        write_file(mnt("own" + me + "/g" + n), n);
+        ASSERT_EQ(rename(mnt("shared/f" + n).c_str(), mnt("own" + me + "/h" + n).c_str()), 0);
+        ASSERT_EQ(link(mnt("own" + me + "/h" + n).c_str(), mnt("shared/k" + n).c_str()), 0);
+        ASSERT_EQ(unlink(mnt("own" + me + "/g" + n).c_str()), 0);
+        // Everyone also edits and deletes lower files in the shared directory.
+        const std::string lower = mnt("shared/l" + std::to_string((th * kRounds + r) % 20));
+        int fd = open(lower.c_str(), O_WRONLY | O_APPEND);
+        if (fd >= 0) {
+          EXPECT_EQ(write(fd, "+", 1), 1);
+          close(fd);
+        }
+        if (r % 7 == th % 7) unlink(lower.c_str());  // another thread may have been first
+        struct stat st;
+        EXPECT_EQ(stat(mnt("shared").c_str(), &st), 0);
+      }
+    });
+  }
+  threads.clear();  // joins
+  Tree tree = snapshot(mnt(""));
+  for (int th = 0; th < kThreads; ++th) {
+    for (int r = 0; r < kRounds; ++r) {
+      const std::string me = std::to_string(th), n = me + "-" + std::to_string(r);
+      EXPECT_EQ(tree["own" + me + "/h" + n].content, n);
+      EXPECT_EQ(tree["shared/k" + n].content, n);
+      EXPECT_EQ(tree["shared/k" + n].st.st_nlink, 2u);
+      EXPECT_FALSE(tree.contains("own" + me + "/g" + n));
+      EXPECT_FALSE(tree.contains("shared/f" + n));
+    }
+  }
+  // And the upper says the same to kernel overlayfs.
+  if (kernel_overlay_unavailable()) return;
+  EXPECT_EQ(m->stop(), 0);
+  make_dir(t_ / "kwork");
+  make_dir(t_ / "kmnt");
+  KernelOverlay kernel({t_ / "lower"}, t_ / "kmnt",
+                       "upperdir=" + upper("").string() + ",workdir=" + (t_ / "kwork").string());
+  ASSERT_TRUE(kernel.ok()) << kernel.error();
+  // Blocks: kernel overlayfs marks upper directories holding copied-up entries with
+  // trusted.overlay.impure when it mounts them, which can take an xattr block.
+  auto diffs = compare(snapshot(t_ / "kmnt"), tree, {.ino = true, .times = true, .blocks = true});
+  EXPECT_TRUE(diffs.empty()) << ::testing::PrintToString(diffs);
+}
+
+TEST_F(Upper, ACopyUpRefreshesTheParentsCachedAttributes) {
+  write_file(t_ / "lower/d/f", "f");
+  const timespec old_times[2] = {{946684800, 0}, {946684800, 0}};  // 2000-01-01
+  ASSERT_EQ(utimensat(AT_FDCWD, (t_ / "lower/d").c_str(), old_times, 0), 0);
+  auto m = mount();
+  ASSERT_EQ(lstat_of(mnt("d")).st_mtime, 946684800);  // now cached by the kernel
+  int fd = open(mnt("d/f").c_str(), O_RDWR);          // copies d, then f into it
+  ASSERT_GE(fd, 0);
+  close(fd);
+  // The upper copy of d changed when f arrived; the mount shows it, as kernel overlayfs does.
+  EXPECT_EQ(lstat_of(mnt("d")).st_mtime, lstat_of(upper("d")).st_mtime);
+  EXPECT_GT(lstat_of(mnt("d")).st_mtime, 946684800);
+}
+
 TEST_F(Upper, TwoMountsCannotShareAnUpper) {
   auto first = mount();
   make_dir(t_ / "mnt2");
