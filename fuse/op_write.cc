@@ -150,6 +150,9 @@ void reply_created(fuse_req_t req, Daemon& d, Result<Created> r) {
 
 void op_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
   Daemon& d = Daemon::of(req);
+  // A char device 0/0 is a whiteout: it would delete the name it was made under (kernel
+  // overlayfs refuses it the same way).
+  if (S_ISCHR(mode) && rdev == 0) return (void)fuse_reply_err(req, EPERM);
   Kind kind = S_ISREG(mode) ? Kind::kFile : Kind::kNode;
   auto r = create_object(d, d.inode(parent), name, kind,
                          {.mode = mode, .rdev = rdev, .open_flags = O_RDONLY}, caller_of(req));

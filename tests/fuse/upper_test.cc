@@ -337,6 +337,19 @@ TEST_F(Upper, ACopyUpRefreshesTheParentsCachedAttributes) {
   EXPECT_GT(lstat_of(mnt("d")).st_mtime, 946684800);
 }
 
+TEST_F(Upper, DeviceNodesSocketsAndNoFakeWhiteouts) {
+  if (geteuid() != 0) GTEST_SKIP() << "device nodes need CAP_MKNOD";
+  auto m = mount();
+  ASSERT_EQ(mknod(mnt("null").c_str(), S_IFCHR | 0666, makedev(1, 3)), 0);
+  ASSERT_EQ(mknod(mnt("sock").c_str(), S_IFSOCK | 0600, 0), 0);
+  EXPECT_EQ(lstat_of(mnt("null")).st_rdev, makedev(1, 3));
+  EXPECT_TRUE(S_ISSOCK(lstat_of(mnt("sock")).st_mode));
+  EXPECT_EQ(lstat_of(upper("null")).st_rdev, makedev(1, 3));
+  EXPECT_EQ(mknod(mnt("wh").c_str(), S_IFCHR | 0600, makedev(0, 0)), -1);
+  EXPECT_EQ(errno, EPERM);
+  EXPECT_FALSE(fs::exists(upper("wh")));
+}
+
 TEST_F(Upper, TwoMountsCannotShareAnUpper) {
   auto first = mount();
   make_dir(t_ / "mnt2");
