@@ -57,7 +57,8 @@ struct Daemon {
   uint64_t upper_st_ino(int dir_fd, const char* name, const struct stat& st) const;
 
   // Makes sure `inode` lives in the upper, copying it (and its parents first) if not.
-  Result<void> copy_up(Inode& inode);
+  // With `truncate` (an O_TRUNC open), the data is not copied: it is about to go.
+  Result<void> copy_up(Inode& inode, bool truncate = false);
   // Copies a directory and everything it shows into the upper and makes the copy opaque, so
   // the directory no longer depends on its lower copies (before it is renamed).
   Result<void> copy_up_tree(Inode& dir);

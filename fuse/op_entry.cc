@@ -85,7 +85,7 @@ void Daemon::attributes_changed(const Inode& inode) {
   if (session != nullptr) fuse_lowlevel_notify_inval_inode(session, table->id_of(inode), -1, 0);
 }
 
-Result<void> Daemon::copy_up(Inode& node) {
+Result<void> Daemon::copy_up(Inode& node, bool truncate) {
   if (!upper) return Errno{EROFS};
   if (&node == &table->root() || node.layer() == 0) return {};
   std::lock_guard serial(node.copy_up_mu);
@@ -101,7 +101,9 @@ Result<void> Daemon::copy_up(Inode& node) {
   // it had one link: copying one name of a hard-link pair breaks the link, so the copy gets a
   // number of its own.
   bool keep_ino = node.is_dir() || lower->st_nlink == 1;
-  CopyUpOptions opts{.fsync = fsync_copy_up, .origin_ino = keep_ino ? node.st_ino() : 0};
+  CopyUpOptions opts{.fsync = fsync_copy_up,
+                     .origin_ino = keep_ino ? node.st_ino() : 0,
+                     .truncate = truncate && !node.is_dir()};
   auto made = layerfs::copy_up(*upper, w.dir_fd, w.name.c_str(), dst, w.name.c_str(), opts);
   if (!made.ok()) return made.err();
   std::optional<LayerDir> upper_copy;

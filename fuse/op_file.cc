@@ -61,7 +61,9 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Inode& inode = d.inode(ino);
   if (wants_write(fi->flags)) {
     if (!d.writable()) return (void)fuse_reply_err(req, EROFS);
-    auto up = d.copy_up(inode);
+    // O_TRUNC reaches the daemon (atomic_o_trunc): the copy-up then copies no data, as in
+    // kernel overlayfs.
+    auto up = d.copy_up(inode, (fi->flags & O_TRUNC) != 0);
     if (!up.ok()) return (void)fuse_reply_err(req, up.error());
   }
   auto fd = inode.open(fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY));

@@ -15,6 +15,9 @@ void op_init(void*, fuse_conn_info* conn) {
   want(FUSE_CAP_READDIRPLUS);
   want(FUSE_CAP_READDIRPLUS_AUTO);
   want(FUSE_CAP_ASYNC_READ);
+  // open(O_TRUNC) arrives as one request instead of a truncate then an open, so a copy-up for
+  // it needs no data.
+  want(FUSE_CAP_ATOMIC_O_TRUNC);
   // Layer files never change under the mount: do not drop pages on attribute changes.
   conn->want &= ~static_cast<unsigned>(FUSE_CAP_AUTO_INVAL_DATA);
 }

@@ -118,7 +118,7 @@ Result<CopyMethod> build(Upper& upper, int src_dir, const char* src_name, const 
     if (!src.ok()) return src.err();
     auto dst = sys::open_at(work, temp.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
     if (!dst.ok()) return dst.err();
-    auto m = copy_data(src->get(), dst->get(), st.st_size);
+    auto m = copy_data(src->get(), dst->get(), opts.truncate ? 0 : st.st_size);
     if (!m.ok()) return m.err();
     method = *m;
     data_fd = std::move(*dst);

@@ -24,6 +24,7 @@ namespace layerfs {
 struct CopyUpOptions {
   bool fsync = true;
   uint64_t origin_ino = 0;  // st_ino the mount reports for the object; recorded when nonzero
+  bool truncate = false;    // the caller truncates it at once (O_TRUNC): copy no data
 };
 
 // Which data path a copy took (for tests and the benchmark).

@@ -89,6 +89,21 @@ TEST_F(Upper, OpenForWriteWithoutWritingCopiesUp) {
   EXPECT_EQ(lstat_of(upper("f")).st_mode & 07777, 0640u);
 }
 
+// (That no data is copied for O_TRUNC is by construction, CopyUpOptions::truncate; the end
+// state is the same either way, so this checks the result.)
+TEST_F(Upper, OpenWithTruncGivesAnEmptyCopyWithTheLowerMetadata) {
+  write_file(t_ / "lower/f", std::string(100000, 'L'), 0604);
+  auto m = mount();
+  int fd = open(mnt("f").c_str(), O_WRONLY | O_TRUNC);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(lstat_of(upper("f")).st_size, 0);
+  ASSERT_EQ(write(fd, "new", 3), 3);
+  close(fd);
+  EXPECT_EQ(snapshot(mnt("f"))[""].content, "new");
+  EXPECT_EQ(lstat_of(upper("f")).st_mode & 07777, 0604u);
+  EXPECT_EQ(lstat_of(t_ / "lower/f").st_size, 100000);
+}
+
 TEST_F(Upper, RemovingLowerObjectsWritesOnlyWhiteouts) {
   make_sparse(t_ / "lower/big", off_t{1} << 30, "data");
   for (int i = 0; i < 20; ++i) write_file(t_ / "lower/tree/sub" / std::to_string(i), "x");
