@@ -49,7 +49,9 @@ struct Daemon {
   // Resolves `name` in `parent` and publishes the inode; fills `e` for the reply.
   Result<void> lookup(Inode& parent, const char* name, fuse_entry_param* e);
   // Resolves without publishing: the inode the kernel holds for the name, or a fresh one.
-  Result<std::shared_ptr<Inode>> resolve(Inode& parent, const char* name);
+  // `st`, if given, receives the lstat the merge already made of the object.
+  Result<std::shared_ptr<Inode>> resolve(Inode& parent, const char* name,
+                                         struct stat* st = nullptr);
   // Fills `e` for an inode the kernel is told about (counts a lookup).
   void fill_entry(const std::shared_ptr<Inode>& inode, const struct stat& st, fuse_entry_param* e);
 

@@ -33,6 +33,11 @@ int Inode::copy_fd(uint32_t layer) const {
   return -1;
 }
 
+bool Inode::merged_dir() const {
+  std::lock_guard lock(mu_);
+  return dirs_.size() > 1;
+}
+
 bool Inode::has_lower_copies() const {
   std::lock_guard lock(mu_);
   return std::any_of(dirs_.begin(), dirs_.end(), [](const LayerDir& d) { return d.layer != 0; });

@@ -82,6 +82,8 @@ class Inode : public std::enable_shared_from_this<Inode> {
   std::vector<DirRef> copies() const;
   // Directories: the fd of the copy in `layer`, or -1.
   int copy_fd(uint32_t layer) const;
+  // Directories merged from more than one copy (they report st_nlink 1, as kernel overlayfs).
+  bool merged_dir() const;
   // Directories: whether any copy is below the upper (layer 0).
   bool has_lower_copies() const;
   uint32_t layer() const;

@@ -31,10 +31,11 @@ uint64_t Daemon::upper_st_ino(int dir_fd, const char* name, const struct stat& s
   return stack->map_ino(0, st.st_ino);
 }
 
-Result<std::shared_ptr<Inode>> Daemon::resolve(Inode& parent, const char* name) {
+Result<std::shared_ptr<Inode>> Daemon::resolve(Inode& parent, const char* name, struct stat* st) {
   auto copies = parent.copies();
   auto found = layerfs::lookup(copies, name);
   if (!found.ok()) return found.err();
+  if (st != nullptr) *st = found->st;
   InodeKey key{found->st.st_dev, found->st.st_ino};
   if (writable() && found->layer != 0 && !S_ISDIR(found->st.st_mode) && found->st.st_nlink > 1) {
     // One name of a lower hard-link pair: its own inode, keyed by where the name is.
@@ -62,21 +63,16 @@ void Daemon::fill_entry(const std::shared_ptr<Inode>& inode, const struct stat& 
   e->ino = table->id_of(*inode);
   e->attr = st;
   e->attr.st_ino = inode->st_ino();
-  if (inode->is_dir() && inode->copies().size() > 1) e->attr.st_nlink = 1;
+  if (inode->merged_dir()) e->attr.st_nlink = 1;
   e->attr_timeout = cache.attr_timeout;
   e->entry_timeout = cache.entry_timeout;
 }
 
 Result<void> Daemon::lookup(Inode& parent, const char* name, fuse_entry_param* e) {
-  auto resolved = resolve(parent, name);
+  struct stat st;
+  auto resolved = resolve(parent, name, &st);
   if (!resolved.ok()) return resolved.err();
-  std::shared_ptr<Inode> live = table->publish(*resolved);
-  auto st = live->stat();
-  if (!st.ok()) {
-    table->forget(table->id_of(*live), 1);
-    return st.err();
-  }
-  fill_entry(live, *st, e);
+  fill_entry(table->publish(*resolved), st, e);
   return {};
 }
 

@@ -226,9 +226,9 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent_id, const char* name) {
   Daemon& d = Daemon::of(req);
   if (!d.writable()) return (void)fuse_reply_err(req, EROFS);
   Inode& parent = d.inode(parent_id);
-  auto victim = d.resolve(parent, name);
+  struct stat st;
+  auto victim = d.resolve(parent, name, &st);
   if (!victim.ok()) return (void)fuse_reply_err(req, victim.error());
-  auto st = (*victim)->stat();
   // Open files outlive their name (fstat, and a GETATTR carries no handle): keep the object
   // reachable by fd until the kernel forgets the inode.
   if (auto fd = (*victim)->path_fd(); fd.ok()) (*victim)->pin(std::move(*fd));
@@ -236,7 +236,7 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent_id, const char* name) {
   if (!r.ok()) return (void)fuse_reply_err(req, r.error());
   // Its last name gone, the object must not be found again by a reused inode number. (A name
   // of a lower hard-link pair stays; so does an upper file with links left.)
-  if (!st.ok() || st->st_nlink <= 1) d.table->unhash(**victim);
+  if (st.st_nlink <= 1) d.table->unhash(**victim);
   parent.drop_listing();
   fuse_reply_err(req, 0);
 }
