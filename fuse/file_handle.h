@@ -12,15 +12,17 @@
 namespace layerfs {
 
 struct FileHandle {
-  FileHandle(std::shared_ptr<Inode> i, UniqueFd f, uint32_t l)
-      : inode(std::move(i)), fd(std::move(f)), layer(l) {}
+  // `may_move`: opened on a lower file of a writable mount, so a copy-up may move it later.
+  FileHandle(std::shared_ptr<Inode> i, UniqueFd f, uint32_t l, bool may_move_to_upper)
+      : inode(std::move(i)), may_move(may_move_to_upper && l != 0), fd(std::move(f)), layer(l) {}
 
   static FileHandle* of(fuse_file_info* fi);
   // The fd to use now: the upper copy's once the object has been copied up.
   int current_fd();
 
   std::shared_ptr<Inode> inode;
-  std::mutex mu;  // guards fd, layer, retired
+  const bool may_move;  // false: fd never changes, and is read without the lock
+  std::mutex mu;        // guards fd, layer, retired
   UniqueFd fd;
   uint32_t layer;
   std::vector<UniqueFd> retired;

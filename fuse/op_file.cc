@@ -18,6 +18,7 @@ namespace layerfs {
 FileHandle* FileHandle::of(fuse_file_info* fi) { return reinterpret_cast<FileHandle*>(fi->fh); }
 
 int FileHandle::current_fd() {
+  if (!may_move) return fd.get();  // the read path of read-only mounts and upper files
   {
     std::lock_guard lock(mu);
     if (layer == 0) return fd.get();
@@ -68,7 +69,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   auto fd = inode.open(fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY));
   if (!fd.ok()) return (void)fuse_reply_err(req, fd.error());
-  auto* h = new FileHandle(inode.shared_from_this(), std::move(*fd), inode.layer());
+  auto* h = new FileHandle(inode.shared_from_this(), std::move(*fd), inode.layer(), d.writable());
   fi->fh = reinterpret_cast<uint64_t>(h);
   fi->keep_cache = d.cache.keep_page_cache;
   if (fuse_reply_open(req, fi) != 0) delete h;

@@ -104,6 +104,24 @@ TEST_F(Upper, OpenWithTruncGivesAnEmptyCopyWithTheLowerMetadata) {
   EXPECT_EQ(lstat_of(t_ / "lower/f").st_size, 100000);
 }
 
+TEST_F(Upper, AHandleOpenedBeforeACopyUpReadsTheNewData) {
+  write_file(t_ / "lower/f", std::string(4096, 'L'));
+  auto m = mount();
+  // O_DIRECT: reads reach the daemon through this handle, not the kernel's page cache.
+  int reader = open(mnt("f").c_str(), O_RDONLY | O_DIRECT);
+  ASSERT_GE(reader, 0);
+  int writer = open(mnt("f").c_str(), O_WRONLY);  // copies the file up
+  ASSERT_GE(writer, 0);
+  ASSERT_EQ(pwrite(writer, std::string(4096, 'U').data(), 4096, 0), 4096);
+  close(writer);
+  void* buf = nullptr;
+  ASSERT_EQ(posix_memalign(&buf, 4096, 4096), 0);
+  EXPECT_EQ(pread(reader, buf, 4096, 0), 4096);
+  EXPECT_EQ(std::string(static_cast<char*>(buf), 4096), std::string(4096, 'U'));
+  free(buf);
+  close(reader);
+}
+
 TEST_F(Upper, RemovingLowerObjectsWritesOnlyWhiteouts) {
   make_sparse(t_ / "lower/big", off_t{1} << 30, "data");
   for (int i = 0; i < 20; ++i) write_file(t_ / "lower/tree/sub" / std::to_string(i), "x");
