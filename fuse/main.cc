@@ -53,7 +53,7 @@ int run(const Options& opts) {
   std::unique_ptr<Upper> upper;
   std::vector<std::string> layer_paths = opts.lowerdirs;
   if (!opts.upperdir.empty()) {
-    auto u = Upper::open(opts.upperdir, opts.workdir);
+    auto u = Upper::open(opts.upperdir, opts.workdir, opts.device_whiteouts);
     if (auto* e = std::get_if<std::string>(&u)) {
       log::error("%s", e->c_str());
       return 1;
@@ -171,7 +171,9 @@ int main_impl(int argc, char** argv) {
     log::error("%s", e->message.c_str());
     return 1;
   }
-  const Options& opts = std::get<Options>(parsed);
+  Options& opts = std::get<Options>(parsed);
+  // fuse-overlayfs's switch for uppers whose readers only know ".wh." whiteouts.
+  if (getenv("FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT") != nullptr) opts.device_whiteouts = false;
   if (opts.help) {
     fputs(kUsage, stdout);
     return 0;

@@ -53,7 +53,9 @@ Caller caller_of(fuse_req_t req) {
   return Caller{ctx->uid, ctx->gid};
 }
 
-bool is_upper_whiteout(int dir_fd, const char* name) {
+// Whether `name` in the upper directory dir_fd is a whiteout device (which a new object must
+// replace by rename; a ".wh." marker is removed after the object is in place).
+bool is_device_whiteout_at(int dir_fd, const char* name) {
   auto st = sys::stat_at(dir_fd, name);
   return st.ok() && Whiteout::is_device_whiteout(*st);
 }
@@ -71,7 +73,7 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
   if (!pst.ok()) return pst.err();
   // The kernel creates only names the merge does not show: the upper holds nothing there, or
   // a whiteout.
-  const bool over_whiteout = is_upper_whiteout(dir, name);
+  const bool over_whiteout = Upper::has_whiteout(dir, name);
 
   Upper& upper = *d.upper;
   const int work = upper.work_fd();
@@ -122,8 +124,12 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
     auto o = upper.mark_opaque(dfd->get());
     if (!o.ok()) return fail(o.err());
   }
-  auto in = upper.install(temp, dir, name, over_whiteout);
+  auto in = upper.install(temp, dir, name, is_device_whiteout_at(dir, name));
   if (!in.ok()) return fail(in.err());
+  if (over_whiteout) {
+    auto cleared = Upper::clear_whiteout_file(dir, name);
+    if (!cleared.ok()) return cleared.err();
+  }
 
   auto st = sys::stat_at(dir, name);
   if (!st.ok()) return st.err();
@@ -205,20 +211,8 @@ Result<void> remove_name(Daemon& d, Inode& parent, const char* name, Inode& vict
     if (unlinkat(dir, name, victim.is_dir() ? AT_REMOVEDIR : 0) != 0) return last_errno();
     return {};
   }
-  if (!victim.is_dir()) return upper.make_whiteout(dir, name);
-  // A directory cannot be renamed over: swap it with a whiteout built in the work dir, then
-  // remove it there. The name never shows the lower directory in between.
-  const std::string temp = upper.temp_name();
-  if (mknodat(upper.work_fd(), temp.c_str(), S_IFCHR, makedev(0, 0)) == 0) {
-    if (renameat2(upper.work_fd(), temp.c_str(), dir, name, RENAME_EXCHANGE) == 0) {
-      upper.discard(temp);
-      return {};
-    }
-    upper.discard(temp);
-  }
-  // No device whiteouts here: move the directory away, then mark the name.
-  if (renameat(dir, name, upper.work_fd(), temp.c_str()) != 0) return last_errno();
-  upper.discard(temp);
+  // A directory is swapped with the whiteout and removed in the work dir: the name never shows
+  // the lower directory in between.
   return upper.make_whiteout(dir, name);
 }
 
@@ -333,19 +327,28 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
     auto o = opaque_if_merging(d, *src, new_parent);
     if (!o.ok()) return o;
     const bool whiteout = d.lower_has(parent, name);
-    if (src->is_dir() && is_upper_whiteout(to, new_name)) {
+    const bool over_marker =
+        !is_device_whiteout_at(to, new_name) && Upper::has_whiteout(to, new_name);
+    if (src->is_dir() && is_device_whiteout_at(to, new_name)) {
       // A directory cannot replace a whiteout by rename; swap them, and the whiteout lands on
       // the old name, where it is either needed or removed.
       if (renameat2(from, name, to, new_name, RENAME_EXCHANGE) != 0) return last_errno();
       if (!whiteout) unlinkat(from, name, 0);
     } else if (!whiteout) {
       if (renameat2(from, name, to, new_name, 0) != 0) return last_errno();
-    } else if (renameat2(from, name, to, new_name, RENAME_WHITEOUT) != 0) {
+    } else if (!upper.device_whiteouts() ||
+               renameat2(from, name, to, new_name, RENAME_WHITEOUT) != 0) {
       // RENAME_WHITEOUT needs CAP_MKNOD and filesystem support: rename, then mark.
-      if (errno != EINVAL && errno != EPERM && errno != EOPNOTSUPP) return last_errno();
+      if (upper.device_whiteouts() && errno != EINVAL && errno != EPERM && errno != EOPNOTSUPP) {
+        return last_errno();
+      }
       if (renameat2(from, name, to, new_name, 0) != 0) return last_errno();
       auto w = upper.make_whiteout(from, name);
       if (!w.ok()) return w;
+    }
+    if (over_marker) {
+      auto cleared = Upper::clear_whiteout_file(to, new_name);
+      if (!cleared.ok()) return cleared;
     }
     if (dst) {
       if (!dst->is_dir()) {
@@ -390,7 +393,9 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent_id, const cha
   };
   const int to = new_parent.copy_fd(0);
   Upper& upper = *d.upper;
-  if (is_upper_whiteout(to, new_name)) {
+  const bool over_marker =
+      !is_device_whiteout_at(to, new_name) && Upper::has_whiteout(to, new_name);
+  if (is_device_whiteout_at(to, new_name)) {
     std::string temp = upper.temp_name();
     if (link_to(upper.work_fd(), temp.c_str()) != 0) return (void)fuse_reply_err(req, errno);
     auto in = upper.install(temp, to, new_name, true);
@@ -400,6 +405,11 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent_id, const cha
     }
   } else if (link_to(to, new_name) != 0) {
     return (void)fuse_reply_err(req, errno);
+  }
+  if (over_marker) {
+    if (auto cleared = Upper::clear_whiteout_file(to, new_name); !cleared.ok()) {
+      return (void)fuse_reply_err(req, cleared.error());
+    }
   }
   // With two names, the object is held by fd: the name it was found by may go first.
   if (auto fd = sys::open_path(to, new_name); fd.ok()) src.pin(std::move(*fd));

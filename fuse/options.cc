@@ -39,9 +39,9 @@ constexpr std::array<std::string_view, 6> kIgnoredFlags = {"atime",      "dirati
 
 // fuse-overlayfs options whose behaviour belongs to the writable upper and rootless work.
 constexpr std::array<std::string_view, 12> kLaterOptions = {
-    "uidmapping",        "gidmapping",   "squash_to_root", "squash_to_uid",
-    "squash_to_gid",     "static_nlink", "noacl",          "writeback",
-    "xattr_permissions", "private",      "fast_ino",       "noxattrs"};
+    "uidmapping",    "gidmapping",   "squash_to_root", "squash_to_uid",
+    "squash_to_gid", "static_nlink", "writeback",      "xattr_permissions",
+    "private",       "fast_ino",     "noxattrs"};
 
 template <size_t N>
 bool one_of(const std::array<std::string_view, N>& set, std::string_view v) {
@@ -87,6 +87,8 @@ std::variant<std::monostate, ParseError> apply_option(Options& o, const std::str
     o.fsync = unescape(raw) != "0";
   } else if (key == "volatile" && !has_value) {
     o.fsync = false;
+  } else if (key == "noacl" && !has_value) {
+    o.acl = false;
   } else if (key == "redirect_dir" && unescape(raw) == "off") {
     // What layerfs does anyway: it never writes redirects.
   } else if (key == "debug") {

@@ -28,7 +28,9 @@ struct Options {
   double timeout = 1e6;  // seconds the kernel may cache entries and attributes
   bool fsync = true;     // copy-ups reach the disk before they appear (fsync=0, volatile: no)
   bool threaded = true;
-  int max_threads = 0;  // 0: libfuse's default
+  bool acl = true;               // POSIX ACLs enforced and inherited (noacl: no)
+  bool device_whiteouts = true;  // FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT set: ".wh." files
+  int max_threads = 0;           // 0: libfuse's default
 
   bool allow_other_set = false;        // allow_other given explicitly
   std::vector<std::string> fuse_opts;  // passed on to libfuse / the kernel mount

@@ -75,7 +75,8 @@ Result<void> remove_contents(int dir_fd) {
 }
 
 std::variant<std::unique_ptr<Upper>, std::string> Upper::open(const std::string& upper_path,
-                                                              const std::string& work_path) {
+                                                              const std::string& work_path,
+                                                              bool device_whiteouts) {
   auto up = std::make_unique<Upper>();
   auto upper = sys::open_at(AT_FDCWD, upper_path.c_str(), O_PATH | O_DIRECTORY);
   if (!upper.ok()) return describe("upperdir", upper_path, upper.err().message());
@@ -122,7 +123,8 @@ std::variant<std::unique_ptr<Upper>, std::string> Upper::open(const std::string&
   auto probe = sys::open_at(work->get(), "#probe", O_WRONLY | O_CREAT | O_EXCL, 0600);
   if (!probe.ok()) return describe("workdir", work_path, "not writable: " + probe.err().message());
   bool trusted = fsetxattr(probe->get(), "trusted.overlay.layerfs", "y", 1, 0) == 0;
-  up->device_whiteouts_ = mknodat(work->get(), "#probe-wh", S_IFCHR, makedev(0, 0)) == 0;
+  up->device_whiteouts_ =
+      device_whiteouts && mknodat(work->get(), "#probe-wh", S_IFCHR, makedev(0, 0)) == 0;
   unlinkat(work->get(), "#probe-wh", 0);
   unlinkat(work->get(), "#probe", 0);
 
@@ -145,8 +147,8 @@ Result<void> Upper::install(const std::string& temp, int dir_fd, const char* nam
   if (renameat2(work_.get(), temp.c_str(), dir_fd, name, replace ? 0 : RENAME_NOREPLACE) == 0) {
     return {};
   }
-  if (!replace || errno != ENOTDIR) return last_errno();
-  // A directory cannot be renamed over a non-directory (a whiteout): swap the two, and the
+  if (!replace || (errno != ENOTDIR && errno != EISDIR)) return last_errno();
+  // A directory and a non-directory cannot replace each other by rename: swap the two, and the
   // replaced entry ends up in the work dir, to be removed.
   if (renameat2(work_.get(), temp.c_str(), dir_fd, name, RENAME_EXCHANGE) != 0) {
     return last_errno();
@@ -185,11 +187,24 @@ Result<void> Upper::make_whiteout(int dir_fd, const char* name) {
     discard(temp);
     return r;
   }
-  auto st = sys::stat_at(dir_fd, name);
-  if (st.ok()) {
+  if (sys::stat_at(dir_fd, name).ok()) {
     std::string gone = temp_name();
-    if (renameat(dir_fd, name, work_.get(), gone.c_str()) == 0) discard(gone);
+    if (renameat(dir_fd, name, work_.get(), gone.c_str()) != 0) return last_errno();
+    discard(gone);
   }
+  return {};
+}
+
+bool Upper::has_whiteout(int dir_fd, const char* name) {
+  auto st = sys::stat_at(dir_fd, name);
+  if (st.ok()) return Whiteout::is_device_whiteout(*st);
+  std::string marker = std::string(Whiteout::kPrefix) + name;
+  return sys::stat_at(dir_fd, marker.c_str()).ok();
+}
+
+Result<void> Upper::clear_whiteout_file(int dir_fd, const char* name) {
+  std::string marker = std::string(Whiteout::kPrefix) + name;
+  if (unlinkat(dir_fd, marker.c_str(), 0) != 0 && errno != ENOENT) return last_errno();
   return {};
 }
 

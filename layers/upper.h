@@ -27,8 +27,11 @@ namespace layerfs {
 class Upper {
  public:
   // Opens and locks upper and work. The error is one line naming the directory and the reason.
+  // Without `device_whiteouts` (or where mknod of 0/0 is refused) whiteouts are ".wh.NAME"
+  // files.
   static std::variant<std::unique_ptr<Upper>, std::string> open(const std::string& upper_path,
-                                                                const std::string& work_path);
+                                                                const std::string& work_path,
+                                                                bool device_whiteouts = true);
 
   int upper_fd() const { return upper_.get(); }  // O_PATH
   int work_fd() const { return work_.get(); }    // O_PATH on workdir/work
@@ -39,14 +42,22 @@ class Upper {
   // A name in the work dir that no other operation of this process uses.
   std::string temp_name();
 
-  // Makes `name` in `dir_fd` (a directory of the upper) a whiteout, replacing whatever is there,
-  // in one rename.
+  bool device_whiteouts() const { return device_whiteouts_; }
+
+  // Makes `name` in `dir_fd` (a directory of the upper) a whiteout, replacing whatever is there
+  // (a directory with its contents): in one rename for a device whiteout; a ".wh." marker is
+  // written first, then the name removed.
   Result<void> make_whiteout(int dir_fd, const char* name);
+  // Whether the upper directory dir_fd holds a whiteout for `name`, of either form.
+  static bool has_whiteout(int dir_fd, const char* name);
+  // Removes a ".wh.NAME" marker, once NAME itself has been put in place (the upper's own name
+  // shows whether or not the marker is there, so the order is crash-safe).
+  static Result<void> clear_whiteout_file(int dir_fd, const char* name);
   // Marks a directory of the upper opaque.
   Result<void> mark_opaque(int dir_fd);
   // Renames the work-dir entry `temp` to `name` in dir_fd; with `replace` it may replace an
-  // existing entry (a directory replaces a non-directory by exchange), else it fails with
-  // EEXIST.
+  // existing entry (a directory and a non-directory replace each other by exchange, and what
+  // was replaced is removed), else it fails with EEXIST.
   Result<void> install(const std::string& temp, int dir_fd, const char* name, bool replace);
   // Removes a work-dir entry (a directory with everything in it).
   void discard(const std::string& temp);
