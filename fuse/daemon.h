@@ -27,6 +27,7 @@ struct CachePolicy {
 struct Caller {
   uid_t uid;
   gid_t gid;
+  mode_t umask = 0;  // what to apply to a new object's mode when ACLs are on
 };
 
 struct Daemon {
@@ -35,6 +36,11 @@ struct Daemon {
   std::unique_ptr<InodeTable> table;
   CachePolicy cache;
   bool fsync_copy_up = true;
+  // POSIX ACLs: asked for (not noacl, and the layer filesystem has them), and then on once the
+  // kernel agrees at init. When on, the kernel enforces ACLs and leaves the umask to the daemon,
+  // which applies it or the directory's default ACL to new objects.
+  bool acl_wanted = false;
+  bool acl = false;
   fuse_session* session = nullptr;  // for notifications to the kernel
 
   // Tells the kernel that the attributes it caches for `inode` changed behind its back (a

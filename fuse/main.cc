@@ -13,6 +13,7 @@
 
 #include "fuse/daemon.h"
 #include "fuse/options.h"
+#include "layers/acl.h"
 #include "layers/base/log.h"
 #include "layers/sys/fs.h"
 
@@ -106,7 +107,8 @@ int run(const Options& opts) {
       std::make_shared<Inode>(InodeKey{root_st->st_dev, root_st->st_ino}, S_IFDIR, root_ino);
   root->init_location(nullptr, "", 0, std::move(roots), root_ino);
 
-  // New objects get exactly the mode the kernel asks for (it applied the caller's umask).
+  // New objects get exactly the mode computed for them (the kernel applied the caller's umask,
+  // or, with ACLs, the daemon does).
   umask(0);
 
   Daemon daemon;
@@ -115,6 +117,11 @@ int run(const Options& opts) {
   daemon.table = std::make_unique<InodeTable>(root);
   daemon.cache = CachePolicy{opts.timeout, opts.timeout, true, true};
   daemon.fsync_copy_up = opts.fsync;
+  // ACLs where the filesystem the mount writes to (or, read-only, the top layer) has them.
+  if (opts.acl) {
+    auto probe = sys::get_xattr(stack->layer(0).root.get(), acl::kAccess, nullptr, 0);
+    daemon.acl_wanted = probe.ok() || probe.error() == ENODATA;
+  }
 
   std::vector<std::string> fuse_opts = opts.fuse_opts;
   if (!daemon.writable()) fuse_opts.push_back("ro");

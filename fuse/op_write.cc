@@ -26,6 +26,7 @@
 
 #include "fuse/daemon.h"
 #include "fuse/file_handle.h"
+#include "layers/acl.h"
 #include "layers/sys/fs.h"
 #include "layers/upper.h"
 #include "layers/whiteout.h"
@@ -50,7 +51,22 @@ struct Created {
 
 Caller caller_of(fuse_req_t req) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
-  return Caller{ctx->uid, ctx->gid};
+  return Caller{ctx->uid, ctx->gid, ctx->umask};
+}
+
+// The permission bits and ACLs a new object gets: with ACLs on, its directory's default ACL or
+// else the caller's umask (the kernel applied the umask itself when ACLs are off).
+Result<acl::Inherited> permissions_for(const Daemon& d, int dir_fd, mode_t mode, bool is_dir,
+                                       const Caller& who) {
+  acl::Inherited out{.mode = mode & 07777};
+  if (!d.acl) return out;
+  auto inherited = sys::get_xattr(dir_fd, acl::kDefault);
+  if (inherited.ok() && !inherited->empty()) return acl::inherit(*inherited, out.mode, is_dir);
+  if (!inherited.ok() && inherited.error() != ENODATA && inherited.error() != EOPNOTSUPP) {
+    return inherited.err();
+  }
+  out.mode &= ~who.umask;
+  return out;
 }
 
 // Whether `name` in the upper directory dir_fd is a whiteout device (which a new object must
@@ -74,6 +90,9 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
   // The kernel creates only names the merge does not show: the upper holds nothing there, or
   // a whiteout.
   const bool over_whiteout = Upper::has_whiteout(dir, name);
+  auto perms = kind == Kind::kSymlink ? acl::Inherited{.mode = 0777}
+                                      : permissions_for(d, dir, what.mode, kind == Kind::kDir, who);
+  if (!perms.ok()) return perms.err();
 
   Upper& upper = *d.upper;
   const int work = upper.work_fd();
@@ -83,16 +102,16 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
   switch (kind) {
     case Kind::kFile: {
       int flags = (what.open_flags & ~(O_TRUNC | O_CREAT | O_EXCL | O_NOCTTY)) | O_CREAT | O_EXCL;
-      auto f = sys::open_at(work, temp.c_str(), flags, what.mode & 07777);
+      auto f = sys::open_at(work, temp.c_str(), flags, perms->mode);
       if (!f.ok()) return f.err();
       fd = std::move(*f);
       break;
     }
     case Kind::kDir:
-      rc = mkdirat(work, temp.c_str(), what.mode & 07777);
+      rc = mkdirat(work, temp.c_str(), perms->mode);
       break;
     case Kind::kNode:
-      rc = mknodat(work, temp.c_str(), what.mode, what.rdev);
+      rc = mknodat(work, temp.c_str(), (what.mode & S_IFMT) | perms->mode, what.rdev);
       break;
     case Kind::kSymlink:
       rc = symlinkat(what.target, work, temp.c_str());
@@ -112,11 +131,20 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
     return fail(last_errno());
   }
   if (kind != Kind::kSymlink) {
-    // After chown, which clears set-id bits; the daemon's umask is 0, the kernel applied the
-    // caller's.
-    mode_t mode = what.mode & 07777;
+    // After chown, which clears set-id bits; the daemon's umask is 0.
+    mode_t mode = perms->mode;
     if (kind == Kind::kDir && setgid_dir) mode |= S_ISGID;
     if (fchmodat(work, temp.c_str(), mode, 0) != 0) return fail(last_errno());
+  }
+  if (!perms->access.empty() || !perms->default_acl.empty()) {
+    auto pfd = sys::open_path(work, temp.c_str());
+    if (!pfd.ok()) return fail(pfd.err());
+    for (auto [xattr, value] :
+         {std::pair{acl::kAccess, &perms->access}, std::pair{acl::kDefault, &perms->default_acl}}) {
+      if (value->empty()) continue;
+      auto set = sys::set_xattr(pfd->get(), xattr, *value);
+      if (!set.ok()) return fail(set.err());
+    }
   }
   if (kind == Kind::kDir && over_whiteout) {
     auto dfd = sys::open_at(work, temp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);

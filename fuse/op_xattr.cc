@@ -5,6 +5,7 @@
 #include <string>
 
 #include "fuse/daemon.h"
+#include "layers/acl.h"
 #include "layers/sys/fs.h"
 #include "layers/whiteout.h"
 
@@ -24,17 +25,29 @@ void reply_sized(fuse_req_t req, const std::string& value, size_t size) {
 // The daemon may read trusted.* xattrs; its callers may only if privileged, as on any
 // filesystem (an unprivileged getxattr of trusted.* finds nothing). FUSE tells the caller's uid,
 // not its capabilities, so uid 0 stands for privilege.
+bool is_acl(std::string_view name) { return name == acl::kAccess || name == acl::kDefault; }
+
 bool hidden_from(fuse_req_t req, std::string_view name) {
   if (Whiteout::is_private_xattr(name)) return true;
+  // Without ACLs (noacl, or a layer filesystem without them) the mount has none, like a
+  // filesystem mounted noacl: they would be shown but not enforced.
+  if (is_acl(name) && !Daemon::of(req).acl) return true;
   return name.starts_with("trusted.") && fuse_req_ctx(req)->uid != 0;
 }
 
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  if (is_acl(name) && !Daemon::of(req).acl) return (void)fuse_reply_err(req, EOPNOTSUPP);
   if (hidden_from(req, name)) return (void)fuse_reply_err(req, ENODATA);
   auto fd = Daemon::of(req).inode(ino).path_fd();
   if (!fd.ok()) return (void)fuse_reply_err(req, fd.error());
   auto value = sys::get_xattr(fd->get(), name);
-  if (!value.ok()) return (void)fuse_reply_err(req, value.error());
+  if (!value.ok()) {
+    // A layer on a filesystem without ACLs has none: the kernel, which asks for them to check
+    // permissions, must hear "no ACL", not an error.
+    int err = value.error();
+    if (err == EOPNOTSUPP && is_acl(name)) err = ENODATA;
+    return (void)fuse_reply_err(req, err);
+  }
   reply_sized(req, *value, size);
 }
 
@@ -57,6 +70,7 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 // through the mount (they would change what the layers mean).
 Result<std::string> writable_xattr_path(Daemon& d, Inode& inode, const char* name,
                                         UniqueFd* holder) {
+  if (is_acl(name) && !d.acl) return Errno{EOPNOTSUPP};
   if (!d.writable()) return Errno{EROFS};
   if (Whiteout::is_private_xattr(name)) return Errno{EPERM};
   auto up = d.copy_up(inode);
@@ -80,6 +94,7 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* v
 void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   Daemon& d = Daemon::of(req);
   Inode& inode = d.inode(ino);
+  if (is_acl(name) && !d.acl) return (void)fuse_reply_err(req, EOPNOTSUPP);
   if (d.writable() && inode.layer() != 0 && !Whiteout::is_private_xattr(name)) {
     // Removing what is not there changes nothing: no copy-up (kernel overlayfs checks too).
     auto fd = inode.path_fd();

@@ -4,7 +4,8 @@
 namespace layerfs {
 namespace {
 
-void op_init(void*, fuse_conn_info* conn) {
+void op_init(void* userdata, fuse_conn_info* conn) {
+  Daemon& d = *static_cast<Daemon*>(userdata);
   auto want = [conn](unsigned cap) {
     if (conn->capable & cap) conn->want |= cap;
   };
@@ -18,6 +19,11 @@ void op_init(void*, fuse_conn_info* conn) {
   // open(O_TRUNC) arrives as one request instead of a truncate then an open, so a copy-up for
   // it needs no data.
   want(FUSE_CAP_ATOMIC_O_TRUNC);
+  // POSIX ACLs need both: the kernel checks them, and sends the mode without the umask, which
+  // the daemon applies unless a default ACL is inherited.
+  const unsigned acl_caps = FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+  d.acl = d.acl_wanted && (conn->capable & acl_caps) == acl_caps;
+  if (d.acl) conn->want |= acl_caps;
   // Layer files never change under the mount: do not drop pages on attribute changes.
   conn->want &= ~static_cast<unsigned>(FUSE_CAP_AUTO_INVAL_DATA);
 }

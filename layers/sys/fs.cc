@@ -87,6 +87,12 @@ Result<size_t> get_xattr(int fd, const char* name, void* value, size_t size) {
   return static_cast<size_t>(n);
 }
 
+Result<void> set_xattr(int fd, const char* name, std::string_view value, int flags) {
+  ProcPath p(fd);
+  if (::setxattr(p.buf, name, value.data(), value.size(), flags) != 0) return last_errno();
+  return {};
+}
+
 Result<std::string> get_xattr(int fd, const char* name) {
   std::string out(64, '\0');
   for (;;) {

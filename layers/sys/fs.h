@@ -48,6 +48,7 @@ Result<size_t> get_xattr(int fd, const char* name, void* value, size_t size);
 Result<std::string> get_xattr(int fd, const char* name);
 Result<size_t> list_xattr(int fd, char* list, size_t size);
 Result<std::string> list_xattr(int fd);
+Result<void> set_xattr(int fd, const char* name, std::string_view value, int flags = 0);
 
 // One directory entry as getdents64 returns it.
 struct DirEntry {

@@ -48,6 +48,7 @@ enum class Kind {
   kMkfifo,
   kRead,
   kRenameExchange,
+  kSetAcl,
   kCount
 };
 
@@ -59,10 +60,11 @@ struct Op {
 };
 
 std::string describe(const Op& op) {
-  static const char* names[] = {"write",  "append",         "truncate",         "mkdir",  "rmdir",
-                                "unlink", "rename",         "rename-noreplace", "chmod",  "symlink",
-                                "link",   "setxattr",       "removexattr",      "utimes", "mkfifo",
-                                "read",   "rename-exchange"};
+  static const char* names[] = {"write",           "append",  "truncate", "mkdir",
+                                "rmdir",           "unlink",  "rename",   "rename-noreplace",
+                                "chmod",           "symlink", "link",     "setxattr",
+                                "removexattr",     "utimes",  "mkfifo",   "read",
+                                "rename-exchange", "setacl"};
   std::ostringstream s;
   s << names[static_cast<int>(op.kind)] << " '" << op.a << "'";
   if (!op.b.empty()) s << " '" << op.b << "'";
@@ -107,6 +109,9 @@ std::vector<Op> generate(unsigned seed, size_t count) {
         break;
       case Kind::kSetXattr:
         op.data = std::to_string(gen() % 1000);
+        break;
+      case Kind::kSetAcl:
+        op.n = gen() % 2;  // 1: the default ACL (directories)
         break;
       default:
         break;
@@ -158,6 +163,15 @@ std::string apply(const fs::path& root, const Op& op) {
       return rc(lsetxattr(a.c_str(), "user.k", op.data.data(), op.data.size(), 0));
     case Kind::kRemoveXattr:
       return rc(lremovexattr(a.c_str(), "user.k"));
+    case Kind::kSetAcl: {
+      // user::rwx user:65534:r-x group::r-x mask::r-x other::---, in xattr form.
+      static const unsigned char kAcl[] = {
+          2, 0,    0,    0,    1,    0,    7,    0, 0xff, 0xff, 0xff, 0xff, 2,    0,    5,
+          0, 0xfe, 0xff, 0,    0,    4,    0,    5, 0,    0xff, 0xff, 0xff, 0xff, 0x10, 0,
+          5, 0,    0xff, 0xff, 0xff, 0xff, 0x20, 0, 0,    0,    0xff, 0xff, 0xff, 0xff};
+      const char* name = op.n ? "system.posix_acl_default" : "system.posix_acl_access";
+      return rc(lsetxattr(a.c_str(), name, kAcl, sizeof kAcl, 0));
+    }
     case Kind::kUtimes: {
       const timespec t[2] = {{1500000000, 0}, {1600000000, 0}};
       return rc(utimensat(AT_FDCWD, a.c_str(), t, AT_SYMLINK_NOFOLLOW));
