@@ -13,6 +13,32 @@
 
 namespace layerfs {
 
+std::optional<uint64_t> Daemon::kernel_origin_ino(const char* path) const {
+  char buf[256];
+  std::string xattr = upper->xattr_prefix() + "origin";
+  ssize_t n = lgetxattr(path, xattr.c_str(), buf, sizeof buf);
+  if (n <= 0) return std::nullopt;
+  // The first lower layer that decodes the handle holds the origin, as kernel overlayfs finds
+  // it. Its number is shown where the kernel shows it: for a directory, or a file that had one
+  // link (a copied name of a hard-link pair has a number of its own).
+  for (size_t i = 1; i < stack->size(); ++i) {
+    const Layer& layer = stack->layer(i);
+    auto mount_fd = sys::reopen(layer.root.get(), O_RDONLY | O_DIRECTORY);
+    if (!mount_fd.ok()) continue;
+    auto fd =
+        origin::decode(std::string_view(buf, static_cast<size_t>(n)), mount_fd->get(), layer.uuid);
+    if (!fd.ok()) {
+      if (fd.error() == EINVAL || fd.error() == EPERM) return std::nullopt;
+      continue;
+    }
+    auto st = sys::stat_fd(fd->get());
+    if (!st.ok() || st->st_dev != layer.dev) continue;
+    if (!S_ISDIR(st->st_mode) && st->st_nlink != 1) return std::nullopt;
+    return stack->map_ino(i, st->st_ino);
+  }
+  return std::nullopt;
+}
+
 uint64_t Daemon::upper_st_ino(int dir_fd, const char* name, const struct stat& st) const {
   // A copied-up object keeps the number it had below (kernel overlayfs does the same through
   // its origin xattr), recorded by copy_up.
@@ -27,6 +53,7 @@ uint64_t Daemon::upper_st_ino(int dir_fd, const char* name, const struct stat& s
       unsigned long long v = strtoull(buf, &end, 10);
       if (*end == '\0' && v != 0) return v;
     }
+    if (auto ino = kernel_origin_ino(path.c_str())) return *ino;
   }
   return stack->map_ino(0, st.st_ino);
 }
@@ -99,6 +126,7 @@ Result<void> Daemon::copy_up(Inode& node, bool truncate) {
   bool keep_ino = node.is_dir() || lower->st_nlink == 1;
   CopyUpOptions opts{.fsync = fsync_copy_up,
                      .origin_ino = keep_ino ? node.st_ino() : 0,
+                     .origin_uuid = stack->layer(node.layer()).uuid,
                      .truncate = truncate && !node.is_dir()};
   auto made = layerfs::copy_up(*upper, w.dir_fd, w.name.c_str(), dst, w.name.c_str(), opts);
   if (!made.ok()) return made.err();

@@ -100,6 +100,12 @@ Result<void> copy_metadata(Upper& upper, int src_path_fd, int dst_path_fd, const
     if (setxattr(proc, name.c_str(), v.data(), v.size(), 0) != 0 && errno != EOPNOTSUPP) {
       return last_errno();
     }
+    if (auto fh = origin::encode(src_path_fd, opts.origin_uuid)) {
+      std::string origin = upper.xattr_prefix() + "origin";
+      if (setxattr(proc, origin.c_str(), fh->data(), fh->size(), 0) != 0 && errno != EOPNOTSUPP) {
+        return last_errno();
+      }
+    }
   }
   const timespec times[2] = {st.st_atim, st.st_mtim};
   if (utimensat(dst_path_fd, "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {

@@ -5,7 +5,8 @@
 //             segment found with SEEK_DATA/SEEK_HOLE (holes stay holes; the kernel may offload
 //             or reflink), else read/write of the data segments;
 //   metadata  owner, mode, xattrs (but the overlay-private ones), then atime/mtime;
-//   origin    the lower inode number, in <prefix>layerfs.ino, so st_ino survives a remount;
+//   origin    the lower inode number, in <prefix>layerfs.ino, so st_ino survives a remount,
+//             and the lower file handle in <prefix>origin, which kernel overlayfs reads;
 //   fsync     the data and metadata reach the disk before the rename unless the mount says
 //             otherwise (fsync=0 / volatile), as kernel overlayfs does for every copy-up.
 // A crash at any point leaves the upper without the object or with all of it; the work dir is
@@ -17,6 +18,7 @@
 #include <cstdint>
 
 #include "layers/base/result.h"
+#include "layers/origin.h"
 #include "layers/upper.h"
 
 namespace layerfs {
@@ -24,7 +26,9 @@ namespace layerfs {
 struct CopyUpOptions {
   bool fsync = true;
   uint64_t origin_ino = 0;  // st_ino the mount reports for the object; recorded when nonzero
-  bool truncate = false;    // the caller truncates it at once (O_TRUNC): copy no data
+  // With origin_ino: the uuid of the lower filesystem, for the kernel-format overlay.origin.
+  origin::Uuid origin_uuid{};
+  bool truncate = false;  // the caller truncates it at once (O_TRUNC): copy no data
 };
 
 // Which data path a copy took (for tests and the benchmark).

@@ -47,7 +47,8 @@ std::variant<std::shared_ptr<const LayerStack>, LayerStack::OpenError> LayerStac
     auto [same, fresh] = roots.emplace(Identity{st->st_dev, st->st_ino}, roots.size());
     if (!fresh) return OpenError{path, "same directory as lowerdir '" + paths[same->second] + "'"};
     auto [it, inserted] = fsids.emplace(st->st_dev, static_cast<uint32_t>(fsids.size()));
-    stack->layers_.push_back(Layer{path, std::move(*fd), st->st_dev, it->second});
+    const origin::Uuid uuid = origin::filesystem_uuid(fd->get());
+    stack->layers_.push_back(Layer{path, std::move(*fd), st->st_dev, it->second, uuid});
   }
   for (size_t i = 0; i < stack->layers_.size(); ++i) {
     auto chain = ancestry(stack->layers_[i].root.get());

@@ -20,6 +20,7 @@
 
 #include "layers/base/result.h"
 #include "layers/base/unique_fd.h"
+#include "layers/origin.h"
 
 namespace layerfs {
 
@@ -27,7 +28,8 @@ struct Layer {
   std::string path;
   UniqueFd root;  // O_PATH directory
   dev_t dev = 0;
-  uint32_t fsid = 0;  // index of the layer's filesystem among the stack's filesystems
+  uint32_t fsid = 0;    // index of the layer's filesystem among the stack's filesystems
+  origin::Uuid uuid{};  // of the layer's filesystem, for overlay.origin file handles
 };
 
 class LayerStack {

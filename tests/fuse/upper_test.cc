@@ -461,6 +461,46 @@ TEST_F(Upper, ACopyUpBlocksNothingElse) {
   EXPECT_EQ(snapshot(mnt("dir/small"))[""].content, "small+");
 }
 
+// A copied-up object keeps its lower inode number across remounts, and across the two
+// implementations: each writes the origin the other reads.
+TEST_F(Upper, CopiedUpInodeNumbersSurviveAMountByTheOtherImplementation) {
+  SKIP_WITHOUT_KERNEL_OVERLAY();
+  write_file(t_ / "lower/f", "lower");
+  make_dir(t_ / "lower/d");
+  const ino_t file_ino = lstat_of(t_ / "lower/f").st_ino;
+  const ino_t dir_ino = lstat_of(t_ / "lower/d").st_ino;
+  for (const char* d : {"work2", "kupper", "kwork"}) make_dir(t_ / d);
+  auto kernel_opts = [&](const char* upper, const char* work) {
+    return "upperdir=" + (t_ / upper).string() + ",workdir=" + (t_ / work).string();
+  };
+  {
+    auto m = mount();
+    write_file(mnt("f"), "changed");
+    ASSERT_EQ(chmod(mnt("d").c_str(), 0700), 0);
+    ASSERT_TRUE(fs::exists(upper("f")) && fs::exists(upper("d"))) << "both were copied up";
+  }
+  {
+    KernelOverlay kernel({t_ / "lower"}, t_ / "mnt", kernel_opts("upper", "work2"));
+    ASSERT_TRUE(kernel.ok()) << kernel.error();
+    EXPECT_EQ(lstat_of(mnt("f")).st_ino, file_ino) << "kernel overlayfs on the layerfs upper";
+    EXPECT_EQ(lstat_of(mnt("d")).st_ino, dir_ino);
+  }
+  {
+    KernelOverlay kernel({t_ / "lower"}, t_ / "mnt", kernel_opts("kupper", "kwork"));
+    ASSERT_TRUE(kernel.ok()) << kernel.error();
+    write_file(mnt("f"), "changed by the kernel");
+    ASSERT_EQ(chmod(mnt("d").c_str(), 0700), 0);
+  }
+  ASSERT_TRUE(fs::exists(t_ / "kupper/f"));
+  LayerfsMount m(
+      {t_ / "lower"}, t_ / "mnt",
+      {"-o", "upperdir=" + (t_ / "kupper").string() + ",workdir=" + (t_ / "kwork").string()});
+  ASSERT_TRUE(m.ok()) << m.error();
+  EXPECT_EQ(lstat_of(mnt("f")).st_ino, file_ino) << "layerfs on the kernel's upper";
+  EXPECT_EQ(lstat_of(mnt("d")).st_ino, dir_ino);
+  EXPECT_NE(lstat_of(t_ / "kupper/f").st_ino, file_ino) << "the upper copy is another inode";
+}
+
 TEST_F(Upper, KillingTheDaemonMidCopyUpLeavesNoPartialFile) {
   write_dense(t_ / "lower/big", 256);
   std::string lower_head;
@@ -510,6 +550,34 @@ TEST_F(Upper, NoSpaceForACopyUpIsReportedAndChangesNothing) {
   EXPECT_TRUE(fs::is_empty(t_ / "small/work/work"));
   write_file(mnt("small"), "still writable");
   EXPECT_EQ(snapshot(mnt(""))["small"].content, "still writable");
+}
+
+// A quota that runs out mid-copy-up. This kernel has no quota support (CONFIG_QUOTA), so the
+// daemon gets the EDQUOT from a preloaded copy_file_range that fails after 1 MiB.
+TEST_F(Upper, QuotaExhaustedMidCopyUpIsReportedAndChangesNothing) {
+  write_dense(t_ / "lower/big", 16);
+  write_file(t_ / "lower/small", "ok");
+  setenv("LD_PRELOAD", FAULT_EDQUOT_LIB, 1);
+  setenv("LAYERFS_FAULT_EDQUOT_AFTER", "1048576", 1);
+  setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 1);  // the preload comes before ASan's
+  auto m = mount();
+  unsetenv("LD_PRELOAD");
+  unsetenv("LAYERFS_FAULT_EDQUOT_AFTER");
+  unsetenv("ASAN_OPTIONS");
+  errno = 0;
+  int fd = open(mnt("big").c_str(), O_WRONLY | O_APPEND);
+  EXPECT_LT(fd, 0);
+  EXPECT_EQ(errno, EDQUOT);
+  if (fd >= 0) close(fd);
+  EXPECT_EQ(lstat_of(mnt("big")).st_size, off_t{16} << 20) << "the lower view is intact";
+  EXPECT_FALSE(fs::exists(upper("big")));
+  EXPECT_TRUE(work_is_empty()) << "the partial copy is gone";
+  errno = 0;
+  EXPECT_NE(truncate(mnt("big").c_str(), 1), 0) << "every copy-up attempt fails the same way";
+  EXPECT_EQ(errno, EDQUOT);
+  // Small files need no data copy through copy_file_range once created new.
+  write_file(mnt("new"), "still writable");
+  EXPECT_EQ(snapshot(mnt(""))["new"].content, "still writable");
 }
 
 }  // namespace
