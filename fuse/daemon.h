@@ -31,6 +31,13 @@ struct Caller {
   mode_t umask = 0;  // what to apply to a new object's mode when ACLs are on
 };
 
+// What a caller already knows about a name: the parent's listing it came from and its entry
+// there (readdirplus), so that the merge need not look in the layers above it.
+struct LookupHint {
+  const Listing* listing = nullptr;
+  const ListEntry* entry = nullptr;
+};
+
 struct Daemon {
   std::shared_ptr<const LayerStack> stack;  // with an upper, layer 0 is the upper
   std::unique_ptr<Upper> upper;             // null: a read-only mount
@@ -53,12 +60,15 @@ struct Daemon {
   Inode& inode(fuse_ino_t id) { return table->from_id(id); }
   bool writable() const { return upper != nullptr; }
 
+  // Directories merged from at least this many layer copies index their listing by name.
+  static constexpr size_t kIndexedCopies = 8;
   // Resolves `name` in `parent` and publishes the inode; fills `e` for the reply.
-  Result<void> lookup(Inode& parent, const char* name, fuse_entry_param* e);
+  Result<void> lookup(Inode& parent, const char* name, fuse_entry_param* e,
+                      const LookupHint& hint = {});
   // Resolves without publishing: the inode the kernel holds for the name, or a fresh one.
   // `st`, if given, receives the lstat the merge already made of the object.
-  Result<std::shared_ptr<Inode>> resolve(Inode& parent, const char* name,
-                                         struct stat* st = nullptr);
+  Result<std::shared_ptr<Inode>> resolve(Inode& parent, const char* name, struct stat* st = nullptr,
+                                         const LookupHint& hint = {});
   // Fills `e` for an inode the kernel is told about (counts a lookup).
   void fill_entry(const std::shared_ptr<Inode>& inode, const struct stat& st, fuse_entry_param* e);
 

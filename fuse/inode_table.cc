@@ -152,6 +152,20 @@ int Inode::pinned_fd() const {
   return pinned_.get();
 }
 
+Listing::Listing(std::vector<ListEntry> entries, bool indexed)
+    : entries_(std::move(entries)), indexed_(indexed) {
+  if (!indexed_) return;
+  by_name_.reserve(entries_.size());
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    by_name_.emplace(entries_[i].name, static_cast<uint32_t>(i));
+  }
+}
+
+const ListEntry* Listing::find(std::string_view name) const {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : &entries_[it->second];
+}
+
 std::shared_ptr<const Listing> Inode::listing() const {
   std::lock_guard lock(mu_);
   return listing_;

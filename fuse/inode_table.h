@@ -56,7 +56,30 @@ struct InodeKeyHash {
   }
 };
 
-using Listing = std::vector<ListEntry>;
+// A directory's merged listing. For a directory merged from many layer copies it also indexes
+// the names, and lookups use it instead of a stat in every copy (kernel overlayfs stats each
+// layer in turn; a name at the bottom of 500 layers costs 500 lookups).
+class Listing {
+ public:
+  Listing(std::vector<ListEntry> entries, bool indexed);
+  Listing(const Listing&) = delete;
+  Listing& operator=(const Listing&) = delete;
+
+  size_t size() const { return entries_.size(); }
+  bool empty() const { return entries_.empty(); }
+  const ListEntry& operator[](size_t i) const { return entries_[i]; }
+  auto begin() const { return entries_.begin(); }
+  auto end() const { return entries_.end(); }
+
+  bool indexed() const { return indexed_; }
+  // The entry for `name`, or null; only meaningful on an indexed listing.
+  const ListEntry* find(std::string_view name) const;
+
+ private:
+  std::vector<ListEntry> entries_;
+  std::unordered_map<std::string_view, uint32_t> by_name_;  // views into entries_
+  bool indexed_;
+};
 
 class Inode : public std::enable_shared_from_this<Inode> {
  public:

@@ -67,7 +67,9 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
         // Size first, so an entry that does not fit is never looked up (rule 6).
         if (fuse_add_direntry_plus(req, nullptr, 0, entry.name.c_str(), nullptr, 0) > room) break;
         fuse_entry_param e;
-        if (!d.lookup(dir, entry.name.c_str(), &e).ok()) continue;  // gone since the snapshot
+        if (!d.lookup(dir, entry.name.c_str(), &e, {&entries, &entry}).ok()) {
+          continue;  // gone since the snapshot
+        }
         looked_up.push_back(e.ino);
         len = fuse_add_direntry_plus(req, out, room, entry.name.c_str(), &e, next);
       } else {

@@ -58,9 +58,31 @@ uint64_t Daemon::upper_st_ino(int dir_fd, const char* name, const struct stat& s
   return stack->map_ino(0, st.st_ino);
 }
 
-Result<std::shared_ptr<Inode>> Daemon::resolve(Inode& parent, const char* name, struct stat* st) {
+Result<std::shared_ptr<Inode>> Daemon::resolve(Inode& parent, const char* name, struct stat* st,
+                                               const LookupHint& hint) {
   auto copies = parent.copies();
-  auto found = layerfs::lookup(copies, name);
+  // Where a listing of the parent says which layer shows the name, the merge starts there: the
+  // copies above it do not have the name. Only a listing that is still the directory's current
+  // one may say so (every change to the directory drops it), checked again after the lookup.
+  const Listing* listing = hint.listing;
+  std::shared_ptr<const Listing> index;
+  if (listing == nullptr && copies.size() >= kIndexedCopies) {
+    auto built = this->listing(parent);
+    if (built.ok() && (*built)->indexed()) index = *built;
+    listing = index.get();
+  }
+  size_t from = 0;
+  if (listing != nullptr) {
+    const ListEntry* entry = hint.entry != nullptr ? hint.entry : listing->find(name);
+    if (entry == nullptr) {
+      if (parent.listing().get() == listing) return Errno{ENOENT};
+    } else {
+      while (from < copies.size() && copies[from].layer != entry->layer) ++from;
+      if (from == copies.size()) from = 0;
+    }
+  }
+  auto found = layerfs::lookup(std::span<const DirRef>(copies).subspan(from), name);
+  if (from != 0 && parent.listing().get() != listing) found = layerfs::lookup(copies, name);
   if (!found.ok()) return found.err();
   if (st != nullptr) *st = found->st;
   InodeKey key{found->st.st_dev, found->st.st_ino};
@@ -95,9 +117,10 @@ void Daemon::fill_entry(const std::shared_ptr<Inode>& inode, const struct stat& 
   e->entry_timeout = cache.entry_timeout;
 }
 
-Result<void> Daemon::lookup(Inode& parent, const char* name, fuse_entry_param* e) {
+Result<void> Daemon::lookup(Inode& parent, const char* name, fuse_entry_param* e,
+                            const LookupHint& hint) {
   struct stat st;
-  auto resolved = resolve(parent, name, &st);
+  auto resolved = resolve(parent, name, &st, hint);
   if (!resolved.ok()) return resolved.err();
   fill_entry(table->publish(*resolved), st, e);
   return {};
@@ -194,7 +217,8 @@ Result<std::shared_ptr<const Listing>> Daemon::listing(Inode& dir) {
       e.ino = stack->map_ino(e.layer, e.ino);
     }
   }
-  dir.set_listing(std::make_shared<const Listing>(std::move(*entries)));
+  const bool indexed = dir.copies().size() >= kIndexedCopies;
+  dir.set_listing(std::make_shared<const Listing>(std::move(*entries), indexed));
   return dir.listing();
 }
 
