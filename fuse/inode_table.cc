@@ -50,7 +50,7 @@ uint32_t Inode::layer() const {
 
 uint64_t Inode::parent_st_ino() const {
   std::lock_guard lock(mu_);
-  return parent_st_ino_;
+  return parent_ ? parent_->st_ino() : st_ino();  // st_ino() takes no lock
 }
 
 Result<struct stat> Inode::stat() const {
@@ -105,19 +105,19 @@ Result<UniqueFd> Inode::path_fd() const {
 }
 
 void Inode::init_location(std::shared_ptr<Inode> parent, std::string name, uint32_t layer,
-                          std::vector<LayerDir> dirs, uint64_t parent_st_ino) {
+                          std::vector<LayerDir> dirs) {
   std::lock_guard lock(mu_);
   parent_ = std::move(parent);
   name_ = std::move(name);
   layer_ = layer;
   dirs_ = std::move(dirs);
-  parent_st_ino_ = parent_st_ino;
 }
 
 void Inode::moved_to_upper(std::optional<LayerDir> upper_copy) {
   std::lock_guard lock(mu_);
   layer_ = 0;
   if (upper_copy) dirs_.insert(dirs_.begin(), std::move(*upper_copy));
+  version_.fetch_add(1, std::memory_order_acq_rel);
   listing_.reset();
 }
 
@@ -126,20 +126,21 @@ void Inode::drop_lower_copies() {
   // The fds go with the inode; keep them open until then, a snapshot may still use them.
   for (auto it = dirs_.begin(); it != dirs_.end();) {
     if (it->layer != 0) {
-      retired_.push_back(std::move(it->fd));
+      if (!retired_) retired_ = std::make_unique<std::vector<UniqueFd>>();
+      retired_->push_back(std::move(it->fd));
       it = dirs_.erase(it);
     } else {
       ++it;
     }
   }
+  version_.fetch_add(1, std::memory_order_acq_rel);
   listing_.reset();
 }
 
-void Inode::renamed(std::shared_ptr<Inode> parent, std::string name, uint64_t parent_st_ino) {
+void Inode::renamed(std::shared_ptr<Inode> parent, std::string name) {
   std::lock_guard lock(mu_);
   parent_ = std::move(parent);
   name_ = std::move(name);
-  parent_st_ino_ = parent_st_ino;
 }
 
 void Inode::pin(UniqueFd path_fd) {
@@ -152,8 +153,8 @@ int Inode::pinned_fd() const {
   return pinned_.get();
 }
 
-Listing::Listing(std::vector<ListEntry> entries, bool indexed)
-    : entries_(std::move(entries)), indexed_(indexed) {
+Listing::Listing(std::vector<ListEntry> entries, bool indexed, uint32_t version)
+    : entries_(std::move(entries)), indexed_(indexed), version_(version) {
   if (!indexed_) return;
   by_name_.reserve(entries_.size());
   for (size_t i = 0; i < entries_.size(); ++i) {
@@ -172,19 +173,25 @@ std::shared_ptr<const Listing> Inode::listing() const {
 }
 
 void Inode::set_listing(std::shared_ptr<const Listing> listing) {
+  if (!listing->indexed() || listing->version() != version()) return;
   std::lock_guard lock(mu_);
   if (!listing_) listing_ = std::move(listing);
 }
 
 void Inode::drop_listing() {
-  std::lock_guard lock(mu_);
-  listing_.reset();
+  std::shared_ptr<const Listing> old;
+  {
+    std::lock_guard lock(mu_);
+    version_.fetch_add(1, std::memory_order_acq_rel);
+    old = std::move(listing_);
+  }
+  // A big listing is freed here, with no lock held.
 }
 
 InodeTable::InodeTable(std::shared_ptr<Inode> root) : root_(std::move(root)) {
   root_->nlookup_ = 1;
-  root_->keys_.push_back(root_->key());
-  by_key_[root_->key()] = root_.get();
+  root_->hashed_ = true;
+  by_key_.insert(root_.get());
 }
 
 fuse_ino_t InodeTable::id_of(const Inode& inode) const {
@@ -197,18 +204,24 @@ Inode& InodeTable::from_id(fuse_ino_t id) {
   return *reinterpret_cast<Inode*>(id);
 }
 
+Inode* InodeTable::find_locked(const InodeKey& key) const {
+  if (auto it = by_key_.find(key); it != by_key_.end()) return *it;
+  if (auto it = by_alias_.find(key); it != by_alias_.end()) return it->second;
+  return nullptr;
+}
+
 std::shared_ptr<Inode> InodeTable::publish(std::shared_ptr<Inode> fresh) {
   std::shared_ptr<Inode> live;
   {
     std::lock_guard lock(mu_);
-    auto it = by_key_.find(fresh->key());
-    if (it != by_key_.end()) {
-      live = it->second == root_.get() ? root_ : live_.at(it->second);
+    if (Inode* found = find_locked(fresh->key())) {
+      live = found->shared_from_this();
     } else {
       live = fresh;
-      by_key_[fresh->key()] = fresh.get();
-      fresh->keys_.push_back(fresh->key());
-      live_[fresh.get()] = fresh;
+      by_key_.insert(fresh.get());
+      fresh->hashed_ = true;
+      fresh->self_ = fresh;
+      ++live_count_;
     }
     ++live->nlookup_;
   }
@@ -218,34 +231,54 @@ std::shared_ptr<Inode> InodeTable::publish(std::shared_ptr<Inode> fresh) {
 
 std::shared_ptr<Inode> InodeTable::find(const InodeKey& key) {
   std::lock_guard lock(mu_);
-  auto it = by_key_.find(key);
-  if (it == by_key_.end()) return nullptr;
-  return it->second == root_.get() ? root_ : live_.at(it->second);
+  Inode* found = find_locked(key);
+  return found ? found->shared_from_this() : nullptr;
 }
 
 void InodeTable::alias(Inode& inode, const InodeKey& key) {
   std::lock_guard lock(mu_);
-  if (&inode != root_.get() && !live_.contains(&inode)) return;
-  auto [it, inserted] = by_key_.try_emplace(key, &inode);
-  if (!inserted) {
-    if (it->second == &inode) return;
-    // A stale owner (an object whose name went away unnoticed): the newer identity wins.
-    Inode* old = it->second;
-    auto& keys = old->keys_;
-    keys.erase(std::remove(keys.begin(), keys.end(), key), keys.end());
-    it->second = &inode;
+  if (&inode != root_.get() && inode.self_ == nullptr) return;  // not live
+  if (inode.key() == key) return;
+  // A stale owner (an object whose name went away unnoticed): the newer identity wins.
+  if (auto it = by_key_.find(key); it != by_key_.end() && *it != &inode) {
+    (*it)->hashed_ = false;
+    by_key_.erase(it);
   }
-  inode.keys_.push_back(key);
+  if (auto it = by_alias_.find(key); it != by_alias_.end() && it->second != &inode) {
+    aliases_.erase(it->second);
+    it->second->aliased_ = false;
+    by_alias_.erase(it);
+  }
+  if (auto mine = aliases_.find(&inode); mine != aliases_.end()) {
+    if (mine->second == key) return;
+    by_alias_.erase(mine->second);
+    aliases_.erase(mine);
+  }
+  by_alias_[key] = &inode;
+  aliases_[&inode] = key;
+  inode.aliased_ = true;
+}
+
+void InodeTable::unhash_locked(Inode& inode) {
+  if (inode.hashed_) {
+    if (auto it = by_key_.find(inode.key()); it != by_key_.end() && *it == &inode)
+      by_key_.erase(it);
+  }
+  if (inode.aliased_) {
+    if (auto a = aliases_.find(&inode); a != aliases_.end()) {
+      if (auto it = by_alias_.find(a->second); it != by_alias_.end() && it->second == &inode) {
+        by_alias_.erase(it);
+      }
+      aliases_.erase(a);
+    }
+  }
+  inode.hashed_ = inode.aliased_ = false;
 }
 
 void InodeTable::unhash(Inode& inode) {
   std::lock_guard lock(mu_);
   if (&inode == root_.get()) return;
-  for (const InodeKey& k : inode.keys_) {
-    auto it = by_key_.find(k);
-    if (it != by_key_.end() && it->second == &inode) by_key_.erase(it);
-  }
-  inode.keys_.clear();
+  unhash_locked(inode);
 }
 
 void InodeTable::forget(fuse_ino_t id, uint64_t n) {
@@ -253,24 +286,20 @@ void InodeTable::forget(fuse_ino_t id, uint64_t n) {
   std::shared_ptr<Inode> dropped;
   {
     std::lock_guard lock(mu_);
-    auto it = live_.find(reinterpret_cast<Inode*>(id));
-    if (it == live_.end()) return;
-    Inode& inode = *it->second;
+    Inode& inode = from_id(id);
+    if (inode.self_ == nullptr) return;
     inode.nlookup_ -= std::min(n, inode.nlookup_);
     if (inode.nlookup_ != 0) return;
-    for (const InodeKey& k : inode.keys_) {
-      auto kt = by_key_.find(k);
-      if (kt != by_key_.end() && kt->second == &inode) by_key_.erase(kt);
-    }
-    dropped = std::move(it->second);
-    live_.erase(it);
+    unhash_locked(inode);
+    dropped = std::move(inode.self_);
+    --live_count_;
   }
   // The last reference may go here, closing fds and releasing the parent, with no lock held.
 }
 
 size_t InodeTable::size() {
   std::lock_guard lock(mu_);
-  return live_.size() + 1;
+  return live_count_ + 1;
 }
 
 }  // namespace layerfs

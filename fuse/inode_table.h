@@ -33,6 +33,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "layers/base/result.h"
@@ -56,12 +57,30 @@ struct InodeKeyHash {
   }
 };
 
+// A mutex in 4 bytes (std::mutex takes 40), for the two locks every inode carries: a daemon
+// caches hundreds of thousands of inodes. Waiters sleep on a futex (C++20 atomic wait).
+class TinyMutex {
+ public:
+  void lock() {
+    while (state_.exchange(1, std::memory_order_acquire) != 0)
+      state_.wait(1, std::memory_order_relaxed);
+  }
+  void unlock() {
+    state_.store(0, std::memory_order_release);
+    state_.notify_one();
+  }
+
+ private:
+  std::atomic<uint32_t> state_{0};
+};
+
 // A directory's merged listing. For a directory merged from many layer copies it also indexes
 // the names, and lookups use it instead of a stat in every copy (kernel overlayfs stats each
 // layer in turn; a name at the bottom of 500 layers costs 500 lookups).
 class Listing {
  public:
-  Listing(std::vector<ListEntry> entries, bool indexed);
+  // `version`: the directory's listing version when the layers were read (Inode::version).
+  Listing(std::vector<ListEntry> entries, bool indexed, uint32_t version);
   Listing(const Listing&) = delete;
   Listing& operator=(const Listing&) = delete;
 
@@ -72,6 +91,7 @@ class Listing {
   auto end() const { return entries_.end(); }
 
   bool indexed() const { return indexed_; }
+  uint32_t version() const { return version_; }
   // The entry for `name`, or null; only meaningful on an indexed listing.
   const ListEntry* find(std::string_view name) const;
 
@@ -79,6 +99,7 @@ class Listing {
   std::vector<ListEntry> entries_;
   std::unordered_map<std::string_view, uint32_t> by_name_;  // views into entries_
   bool indexed_;
+  uint32_t version_;
 };
 
 class Inode : public std::enable_shared_from_this<Inode> {
@@ -121,24 +142,28 @@ class Inode : public std::enable_shared_from_this<Inode> {
 
   // Set up once, before the inode is published.
   void init_location(std::shared_ptr<Inode> parent, std::string name, uint32_t layer,
-                     std::vector<LayerDir> dirs, uint64_t parent_st_ino);
+                     std::vector<LayerDir> dirs);
   // After a copy-up: the object now lives in the upper; a directory gains its upper copy.
   void moved_to_upper(std::optional<LayerDir> upper_copy);
   // After its upper copy was made opaque: the lower copies no longer take part.
   void drop_lower_copies();
   // After a rename.
-  void renamed(std::shared_ptr<Inode> parent, std::string name, uint64_t parent_st_ino);
+  void renamed(std::shared_ptr<Inode> parent, std::string name);
   // An upper file with more than one link is held by an O_PATH fd, since the name it was found
   // by may be removed while other names remain.
   void pin(UniqueFd path_fd);
   int pinned_fd() const;
 
-  // The merged listing, built by the caller when absent; dropped whenever the directory changes.
+  // Directories: the version of what they show, raised by every change to it (drop_listing). A
+  // listing built at the current version is exact.
+  uint32_t version() const { return version_.load(std::memory_order_acquire); }
+  // The cached listing: kept only for indexed listings, which lookups use; others live as long
+  // as the directory handles reading them (the kernel caches what it has read).
   std::shared_ptr<const Listing> listing() const;
   void set_listing(std::shared_ptr<const Listing> listing);
   void drop_listing();
 
-  std::mutex copy_up_mu;  // held while this object is copied up (rule 3)
+  TinyMutex copy_up_mu;  // held while this object is copied up (rule 3)
 
  private:
   friend class InodeTable;
@@ -146,19 +171,21 @@ class Inode : public std::enable_shared_from_this<Inode> {
   const mode_t type_;
   std::atomic<uint64_t> st_ino_;
 
-  mutable std::mutex mu_;
+  mutable TinyMutex mu_;
+  std::atomic<uint32_t> version_{0};
   std::shared_ptr<Inode> parent_;
   std::string name_;
   uint32_t layer_ = 0;
   std::vector<LayerDir> dirs_;
-  uint64_t parent_st_ino_ = 0;
   std::shared_ptr<const Listing> listing_;
   UniqueFd pinned_;
-  std::vector<UniqueFd> retired_;  // fds of dropped copies, closed with the inode
+  std::unique_ptr<std::vector<UniqueFd>> retired_;  // fds of dropped copies, closed with it
 
   // Guarded by the table lock.
   uint64_t nlookup_ = 0;
-  std::vector<InodeKey> keys_;
+  std::shared_ptr<Inode> self_;  // the kernel's reference: set while nlookup_ > 0
+  bool hashed_ = false;          // key_ finds this inode in the table
+  bool aliased_ = false;         // so does an alias (InodeTable::aliases_)
 };
 
 class InodeTable {
@@ -185,9 +212,32 @@ class InodeTable {
   size_t size();
 
  private:
+  // Drops the table entries that lead to `inode` (under mu_).
+  void unhash_locked(Inode& inode);
+
   std::mutex mu_;
-  std::unordered_map<InodeKey, Inode*, InodeKeyHash> by_key_;
-  std::unordered_map<Inode*, std::shared_ptr<Inode>> live_;
+  // Live inodes by their own identity (the set's nodes hold no copy of the key).
+  struct ByKeyHash {
+    using is_transparent = void;
+    size_t operator()(const InodeKey& k) const noexcept { return InodeKeyHash()(k); }
+    size_t operator()(const Inode* i) const noexcept { return InodeKeyHash()(i->key()); }
+  };
+  struct ByKeyEqual {
+    using is_transparent = void;
+    static const InodeKey& key_of(const InodeKey& k) { return k; }
+    static const InodeKey& key_of(const Inode* i) { return i->key(); }
+    template <class A, class B>
+    bool operator()(const A& a, const B& b) const noexcept {
+      return key_of(a) == key_of(b);
+    }
+  };
+  std::unordered_set<Inode*, ByKeyHash, ByKeyEqual> by_key_;
+  // Copied-up inodes by their upper identity, and the reverse: few inodes have one.
+  std::unordered_map<InodeKey, Inode*, InodeKeyHash> by_alias_;
+  std::unordered_map<const Inode*, InodeKey> aliases_;
+  // The live inode with this identity, or null (under mu_).
+  Inode* find_locked(const InodeKey& key) const;
+  size_t live_count_ = 0;
   std::shared_ptr<Inode> root_;
 };
 

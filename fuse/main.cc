@@ -105,7 +105,7 @@ int run(const Options& opts) {
   const uint64_t root_ino = stack->map_ino(0, root_st->st_ino);
   auto root =
       std::make_shared<Inode>(InodeKey{root_st->st_dev, root_st->st_ino}, S_IFDIR, root_ino);
-  root->init_location(nullptr, "", 0, std::move(roots), root_ino);
+  root->init_location(nullptr, "", 0, std::move(roots));
 
   // New objects get exactly the mode computed for them (the kernel applied the caller's umask,
   // or, with ACLs, the daemon does).

@@ -1,8 +1,9 @@
 // opendir, readdir, readdirplus, releasedir, fsyncdir.
 //
-// A directory's merged listing is built once, on its first opendir, and shared by pointer: every
-// open handle holds the snapshot it started with, so offsets stay stable while it is listed. A
-// change to the directory drops the cached listing; handles already open keep theirs.
+// A directory's merged listing is built by a handle's first readdir, and that handle keeps the
+// snapshot, so offsets stay stable while it is listed. Directories merged from many layers
+// keep their listing (lookups use its index) until the directory changes; others rely on the
+// kernel's cache of what was read (cache_readdir) and hold no listing when no handle reads.
 // Offsets are positions: 1 and 2 for "." and "..", then one per merged entry.
 #include <dirent.h>
 #include <fcntl.h>
@@ -22,11 +23,11 @@ struct DirHandle {
 
 DirHandle* handle_of(fuse_file_info* fi) { return reinterpret_cast<DirHandle*>(fi->fh); }
 
-void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+void op_opendir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   Daemon& d = Daemon::of(req);
-  auto listing = d.listing(d.inode(ino));
-  if (!listing.ok()) return (void)fuse_reply_err(req, listing.error());
-  auto* h = new DirHandle{std::move(*listing)};
+  // The listing is built by the first readdir: where the kernel still caches the directory's
+  // entries (cache_readdir), none comes.
+  auto* h = new DirHandle{};
   fi->fh = reinterpret_cast<uint64_t>(h);
   fi->cache_readdir = d.cache.cache_readdir;
   fi->keep_cache = d.cache.cache_readdir;
@@ -42,7 +43,13 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
                 bool plus) {
   Daemon& d = Daemon::of(req);
   Inode& dir = d.inode(ino);
-  const Listing& entries = *handle_of(fi)->listing;
+  DirHandle* h = handle_of(fi);
+  if (!h->listing) {
+    auto built = d.listing(dir);
+    if (!built.ok()) return (void)fuse_reply_err(req, built.error());
+    h->listing = std::move(*built);
+  }
+  const Listing& entries = *h->listing;
   std::vector<char> buf(size);
   std::vector<fuse_ino_t> looked_up;  // to undo if the reply cannot be sent
   size_t used = 0;

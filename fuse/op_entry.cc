@@ -75,14 +75,14 @@ Result<std::shared_ptr<Inode>> Daemon::resolve(Inode& parent, const char* name, 
   if (listing != nullptr) {
     const ListEntry* entry = hint.entry != nullptr ? hint.entry : listing->find(name);
     if (entry == nullptr) {
-      if (parent.listing().get() == listing) return Errno{ENOENT};
+      if (listing->version() == parent.version()) return Errno{ENOENT};
     } else {
       while (from < copies.size() && copies[from].layer != entry->layer) ++from;
       if (from == copies.size()) from = 0;
     }
   }
   auto found = layerfs::lookup(std::span<const DirRef>(copies).subspan(from), name);
-  if (from != 0 && parent.listing().get() != listing) found = layerfs::lookup(copies, name);
+  if (from != 0 && listing->version() != parent.version()) found = layerfs::lookup(copies, name);
   if (!found.ok()) return found.err();
   if (st != nullptr) *st = found->st;
   InodeKey key{found->st.st_dev, found->st.st_ino};
@@ -98,8 +98,7 @@ Result<std::shared_ptr<Inode>> Daemon::resolve(Inode& parent, const char* name, 
                         ? upper_st_ino(parent.copy_fd(0), name, found->st)
                         : stack->map_ino(found->layer, found->st.st_ino);
   auto fresh = std::make_shared<Inode>(key, found->st.st_mode & S_IFMT, st_ino);
-  fresh->init_location(parent.shared_from_this(), name, found->layer, std::move(found->dirs),
-                       parent.st_ino());
+  fresh->init_location(parent.shared_from_this(), name, found->layer, std::move(found->dirs));
   if (found->layer == 0 && !fresh->is_dir() && found->st.st_nlink > 1) {
     if (auto fd = sys::open_path(parent.copy_fd(0), name); fd.ok()) fresh->pin(std::move(*fd));
   }
@@ -201,7 +200,9 @@ bool Daemon::lower_has(Inode& dir, const char* name) {
 
 Result<std::shared_ptr<const Listing>> Daemon::listing(Inode& dir) {
   if (auto cached = dir.listing()) return cached;
-  // Built without the lock (rule 3); a concurrent builder's equal result may win.
+  // Built without the lock (rule 3); a concurrent builder's equal result may win. The version
+  // is read first: a change while the layers are read makes the listing stale at once.
+  const uint32_t version = dir.version();
   auto copies = dir.copies();
   auto entries = list(copies);
   if (!entries.ok()) return entries.err();
@@ -217,9 +218,10 @@ Result<std::shared_ptr<const Listing>> Daemon::listing(Inode& dir) {
       e.ino = stack->map_ino(e.layer, e.ino);
     }
   }
-  const bool indexed = dir.copies().size() >= kIndexedCopies;
-  dir.set_listing(std::make_shared<const Listing>(std::move(*entries), indexed));
-  return dir.listing();
+  const bool indexed = copies.size() >= kIndexedCopies;
+  auto built = std::make_shared<const Listing>(std::move(*entries), indexed, version);
+  dir.set_listing(built);
+  return built;
 }
 
 namespace {

@@ -1,4 +1,4 @@
-// getattr, open, read, write, flush, release, fsync, fallocate, copy_file_range, lseek,
+// getattr, open, read, write, release, fsync, fallocate, copy_file_range, lseek,
 // readlink. Reads reply from the real file's fd so libfuse can splice; writes go from the
 // request buffer to the fd, spliced where libfuse can.
 //
@@ -93,11 +93,6 @@ void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_f
   fuse_reply_write(req, static_cast<size_t>(n));
 }
 
-void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
-  // Writes reach the file as they arrive; there is nothing buffered to flush.
-  fuse_reply_err(req, 0);
-}
-
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   delete FileHandle::of(fi);
   fuse_reply_err(req, 0);
@@ -151,7 +146,8 @@ void add_file_ops(fuse_lowlevel_ops& ops) {
   ops.open = op_open;
   ops.read = op_read;
   ops.write_buf = op_write_buf;
-  ops.flush = op_flush;
+  // No flush: writes reach the file as they arrive and locks are the kernel's, so the kernel
+  // learns from ENOSYS once and stops sending one request per close.
   ops.release = op_release;
   ops.fsync = op_fsync;
   ops.fallocate = op_fallocate;

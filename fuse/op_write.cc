@@ -169,7 +169,7 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
   }
   auto inode = std::make_shared<Inode>(InodeKey{st->st_dev, st->st_ino}, st->st_mode & S_IFMT,
                                        d.stack->map_ino(0, st->st_ino));
-  inode->init_location(parent.shared_from_this(), name, 0, std::move(dirs), parent.st_ino());
+  inode->init_location(parent.shared_from_this(), name, 0, std::move(dirs));
   parent.drop_listing();
   return Created{inode, *st, std::move(fd)};
 }
@@ -340,7 +340,7 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
       if (!o.ok()) return o;
     }
     if (renameat2(from, name, to, new_name, RENAME_EXCHANGE) != 0) return last_errno();
-    dst->renamed(parent.shared_from_this(), name, parent.st_ino());
+    dst->renamed(parent.shared_from_this(), name);
   } else {
     if (dst && dst->is_dir()) {
       dst->drop_listing();
@@ -386,7 +386,7 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
       if (dst->is_dir() || !dst_st.ok() || dst_st->st_nlink <= 1) d.table->unhash(*dst);
     }
   }
-  src->renamed(new_parent.shared_from_this(), new_name, new_parent.st_ino());
+  src->renamed(new_parent.shared_from_this(), new_name);
   parent.drop_listing();
   new_parent.drop_listing();
   return {};

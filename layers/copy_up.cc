@@ -143,13 +143,11 @@ Result<CopyMethod> build(Upper& upper, int src_dir, const char* src_name, const 
   if (!src_path.ok()) return src_path.err();
   auto meta = copy_metadata(upper, src_path->get(), dst_path->get(), st, opts);
   if (!meta.ok()) return meta.err();
-  if (opts.fsync) {
-    if (data_fd.valid()) {
-      if (fsync(data_fd.get()) != 0) return last_errno();
-    } else if (S_ISDIR(st.st_mode)) {
-      auto d = sys::open_at(work, temp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-      if (d.ok()) fsync(d->get());
-    }
+  // The data is on disk before the copy can appear, so a crash never shows a partial file.
+  // As in kernel overlayfs, that is all: the rename is not waited for (after a crash the
+  // object shows either its lower copy or the complete one), nor is a copy without data.
+  if (opts.fsync && data_fd.valid() && st.st_size > 0 && !opts.truncate) {
+    if (fsync(data_fd.get()) != 0) return last_errno();
   }
   return method;
 }
@@ -198,11 +196,6 @@ Result<CopyUpResult> copy_up(Upper& upper, int src_dir, const char* src_name, in
   if (!installed.ok()) {
     upper.discard(temp);
     return installed.err();
-  }
-  if (opts.fsync) {
-    // The rename itself reaches the disk with its directory.
-    auto d = sys::reopen(dst_dir, O_RDONLY | O_DIRECTORY);
-    if (d.ok()) fsync(d->get());
   }
   auto now = sys::stat_at(dst_dir, dst_name);
   if (!now.ok()) return now.err();

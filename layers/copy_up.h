@@ -7,8 +7,9 @@
 //   metadata  owner, mode, xattrs (but the overlay-private ones), then atime/mtime;
 //   origin    the lower inode number, in <prefix>layerfs.ino, so st_ino survives a remount,
 //             and the lower file handle in <prefix>origin, which kernel overlayfs reads;
-//   fsync     the data and metadata reach the disk before the rename unless the mount says
-//             otherwise (fsync=0 / volatile), as kernel overlayfs does for every copy-up.
+//   fsync     a file's data and metadata reach the disk before the rename unless the mount
+//             says otherwise (fsync=0 / volatile), as kernel overlayfs does for every copy-up
+//             with data.
 // A crash at any point leaves the upper without the object or with all of it; the work dir is
 // emptied at the next mount.
 #pragma once
