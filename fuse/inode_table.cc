@@ -194,6 +194,21 @@ InodeTable::InodeTable(std::shared_ptr<Inode> root) : root_(std::move(root)) {
   by_key_.insert(root_.get());
 }
 
+InodeTable::~InodeTable() {
+  std::vector<std::shared_ptr<Inode>> live;
+  auto take = [&](Inode* i) {
+    if (i->self_) live.push_back(std::move(i->self_));
+  };
+  for (Inode* i : by_key_) take(i);
+  for (auto& [key, i] : by_alias_) take(i);
+  for (Inode* i : orphans_) take(i);
+  by_key_.clear();
+  by_alias_.clear();
+  aliases_.clear();
+  orphans_.clear();
+  // `live` goes last: each inode, and the parents it kept, are freed here.
+}
+
 fuse_ino_t InodeTable::id_of(const Inode& inode) const {
   if (&inode == root_.get()) return FUSE_ROOT_ID;
   return reinterpret_cast<fuse_ino_t>(&inode);
@@ -240,14 +255,21 @@ void InodeTable::alias(Inode& inode, const InodeKey& key) {
   if (&inode != root_.get() && inode.self_ == nullptr) return;  // not live
   if (inode.key() == key) return;
   // A stale owner (an object whose name went away unnoticed): the newer identity wins.
+  auto orphaned = [&](Inode* old) {
+    if (!old->hashed_ && !old->aliased_ && old->self_) orphans_.insert(old);
+  };
   if (auto it = by_key_.find(key); it != by_key_.end() && *it != &inode) {
-    (*it)->hashed_ = false;
+    Inode* old = *it;
+    old->hashed_ = false;
     by_key_.erase(it);
+    orphaned(old);
   }
   if (auto it = by_alias_.find(key); it != by_alias_.end() && it->second != &inode) {
-    aliases_.erase(it->second);
-    it->second->aliased_ = false;
+    Inode* old = it->second;
+    aliases_.erase(old);
+    old->aliased_ = false;
     by_alias_.erase(it);
+    orphaned(old);
   }
   if (auto mine = aliases_.find(&inode); mine != aliases_.end()) {
     if (mine->second == key) return;
@@ -279,6 +301,7 @@ void InodeTable::unhash(Inode& inode) {
   std::lock_guard lock(mu_);
   if (&inode == root_.get()) return;
   unhash_locked(inode);
+  if (inode.self_) orphans_.insert(&inode);
 }
 
 void InodeTable::forget(fuse_ino_t id, uint64_t n) {
@@ -291,6 +314,7 @@ void InodeTable::forget(fuse_ino_t id, uint64_t n) {
     inode.nlookup_ -= std::min(n, inode.nlookup_);
     if (inode.nlookup_ != 0) return;
     unhash_locked(inode);
+    orphans_.erase(&inode);
     dropped = std::move(inode.self_);
     --live_count_;
   }

@@ -191,6 +191,10 @@ class Inode : public std::enable_shared_from_this<Inode> {
 class InodeTable {
  public:
   explicit InodeTable(std::shared_ptr<Inode> root);
+  // Frees the inodes the kernel still held (each holds itself while the kernel does).
+  ~InodeTable();
+  InodeTable(const InodeTable&) = delete;
+  InodeTable& operator=(const InodeTable&) = delete;
 
   Inode& root() { return *root_; }
   // The node id the kernel knows an inode by: FUSE_ROOT_ID for the root, else its address.
@@ -235,6 +239,9 @@ class InodeTable {
   // Copied-up inodes by their upper identity, and the reverse: few inodes have one.
   std::unordered_map<InodeKey, Inode*, InodeKeyHash> by_alias_;
   std::unordered_map<const Inode*, InodeKey> aliases_;
+  // Live inodes no identity leads to any more (removed, still open): found only by node id, and
+  // listed so that the destructor finds them.
+  std::unordered_set<Inode*> orphans_;
   // The live inode with this identity, or null (under mu_).
   Inode* find_locked(const InodeKey& key) const;
   size_t live_count_ = 0;
