@@ -9,6 +9,7 @@
 #include <string>
 
 #include "fuse/inode_table.h"
+#include "layers/idmap.h"
 #include "layers/layer_stack.h"
 #include "layers/upper.h"
 
@@ -49,6 +50,19 @@ struct Daemon {
   // which applies it or the directory's default ACL to new objects.
   bool acl_wanted = false;
   bool acl = false;
+  // How ownership shows (uidmapping=, gidmapping=, squash_to_*) and directory link counts
+  // (static_nlink).
+  IdMap uid_map;
+  IdMap gid_map;
+  std::optional<uint32_t> squash_uid;
+  std::optional<uint32_t> squash_gid;
+  bool static_nlink = false;
+
+  // The attributes as the mount shows them: ids mapped or squashed, link counts.
+  void present(struct stat& st) const;
+  // An owner given through the mount (a caller, a chown) as it is stored on disk.
+  uid_t disk_uid(uid_t shown) const { return uid_map.empty() ? shown : uid_map.to_disk(shown); }
+  gid_t disk_gid(gid_t shown) const { return gid_map.empty() ? shown : gid_map.to_disk(shown); }
   fuse_session* session = nullptr;  // for notifications to the kernel
 
   // Tells the kernel that the attributes it caches for `inode` changed behind its back (a

@@ -27,12 +27,18 @@ namespace {
 constexpr const char* kUsage =
     "usage: layerfs [-f] [-d] [-o OPT[,OPT]...]... [SOURCE] MOUNTPOINT\n"
     "\n"
-    "Mounts the union of read-only lower directories at MOUNTPOINT.\n"
+    "Mounts the union of read-only lower directories at MOUNTPOINT, writable with an upper.\n"
     "\n"
     "  -f                    stay in the foreground\n"
     "  -d, --debug           print every FUSE request (implies -f)\n"
     "  -s                    single-threaded (same as -o threaded=0)\n"
     "  -o lowerdir=A:B:C     lower directories, top first; '\\:' escapes a colon in a path\n"
+    "  -o upperdir=U,workdir=W   write changes to U (W: scratch space on the same filesystem)\n"
+    "  -o fsync=0, volatile  copy-ups are not made durable\n"
+    "  -o noacl              no POSIX ACLs\n"
+    "  -o uidmapping=DISK:SHOWN:COUNT[:...], gidmapping=...   ids on disk <-> ids shown\n"
+    "  -o squash_to_root, squash_to_uid=N, squash_to_gid=N    show every object owned so\n"
+    "  -o static_nlink       directories report one link\n"
     "  -o timeout=SECONDS    how long the kernel caches entries and attributes (default 1e6)\n"
     "  -o threaded=0|1       serve requests from one thread or many (default 1)\n"
     "  -o max_threads=N      most worker threads\n"
@@ -117,6 +123,11 @@ int run(const Options& opts) {
   daemon.table = std::make_unique<InodeTable>(root);
   daemon.cache = CachePolicy{opts.timeout, opts.timeout, true, true};
   daemon.fsync_copy_up = opts.fsync;
+  daemon.uid_map = opts.uid_map;
+  daemon.gid_map = opts.gid_map;
+  daemon.squash_uid = opts.squash_uid;
+  daemon.squash_gid = opts.squash_gid;
+  daemon.static_nlink = opts.static_nlink;
   // ACLs where the filesystem the mount writes to (or, read-only, the top layer) has them.
   if (opts.acl) {
     auto probe = sys::get_xattr(stack->layer(0).root.get(), acl::kAccess, nullptr, 0);

@@ -105,6 +105,14 @@ Result<std::shared_ptr<Inode>> Daemon::resolve(Inode& parent, const char* name, 
   return fresh;
 }
 
+void Daemon::present(struct stat& st) const {
+  if (!uid_map.empty()) st.st_uid = uid_map.to_shown(st.st_uid);
+  if (!gid_map.empty()) st.st_gid = gid_map.to_shown(st.st_gid);
+  if (squash_uid) st.st_uid = *squash_uid;
+  if (squash_gid) st.st_gid = *squash_gid;
+  if (static_nlink && S_ISDIR(st.st_mode)) st.st_nlink = 1;
+}
+
 void Daemon::fill_entry(const std::shared_ptr<Inode>& inode, const struct stat& st,
                         fuse_entry_param* e) {
   memset(e, 0, sizeof *e);
@@ -112,6 +120,7 @@ void Daemon::fill_entry(const std::shared_ptr<Inode>& inode, const struct stat& 
   e->attr = st;
   e->attr.st_ino = inode->st_ino();
   if (inode->merged_dir()) e->attr.st_nlink = 1;
+  present(e->attr);
   e->attr_timeout = cache.attr_timeout;
   e->entry_timeout = cache.entry_timeout;
 }

@@ -51,7 +51,8 @@ struct Created {
 
 Caller caller_of(fuse_req_t req) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
-  return Caller{ctx->uid, ctx->gid, ctx->umask};
+  const Daemon& d = Daemon::of(req);
+  return Caller{d.disk_uid(ctx->uid), d.disk_gid(ctx->gid), ctx->umask};
 }
 
 // The permission bits and ACLs a new object gets: with ACLs on, its directory's default ACL or
@@ -453,7 +454,8 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent_id, const cha
   if (fuse_reply_entry(req, &e) != 0) d.table->forget(e.ino, 1);
 }
 
-Result<void> apply_setattr(Inode& inode, const struct stat& attr, int to_set, fuse_file_info* fi) {
+Result<void> apply_setattr(const Daemon& d, Inode& inode, const struct stat& attr, int to_set,
+                           fuse_file_info* fi) {
   auto fd = inode.path_fd();
   if (!fd.ok()) return fd.err();
   char proc[32];
@@ -463,8 +465,8 @@ Result<void> apply_setattr(Inode& inode, const struct stat& attr, int to_set, fu
     if (chmod(proc, attr.st_mode & 07777) != 0) return last_errno();
   }
   if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
-    uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr.st_uid : static_cast<uid_t>(-1);
-    gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr.st_gid : static_cast<gid_t>(-1);
+    uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? d.disk_uid(attr.st_uid) : static_cast<uid_t>(-1);
+    gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? d.disk_gid(attr.st_gid) : static_cast<gid_t>(-1);
     if (fchownat(fd->get(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
       return last_errno();
     }
@@ -499,12 +501,13 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
   Inode& inode = d.inode(ino);
   auto up = d.copy_up(inode);
   if (!up.ok()) return (void)fuse_reply_err(req, up.error());
-  auto r = apply_setattr(inode, *attr, to_set, fi);
+  auto r = apply_setattr(d, inode, *attr, to_set, fi);
   if (!r.ok()) return (void)fuse_reply_err(req, r.error());
   auto st = inode.stat();
   if (!st.ok() && fi != nullptr) st = sys::stat_fd(FileHandle::of(fi)->current_fd());
   if (!st.ok()) return (void)fuse_reply_err(req, st.error());
   st->st_ino = inode.st_ino();
+  d.present(*st);
   fuse_reply_attr(req, &*st, d.cache.attr_timeout);
 }
 

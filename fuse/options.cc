@@ -34,14 +34,13 @@ constexpr std::array<std::string_view, 8> kFuseValued = {"fsname",     "subtype"
                                                          "blksize",    "context",    "fscontext",
                                                          "defcontext", "rootcontext"};
 // Flags libfuse does not take but that mean nothing to a FUSE mount here (mount(8) passes some).
-constexpr std::array<std::string_view, 6> kIgnoredFlags = {"atime",      "diratime", "lazytime",
-                                                           "nolazytime", "defaults", "auto"};
+// `private` is what podman passes for overlay volumes: a new FUSE mount is private already.
+constexpr std::array<std::string_view, 7> kIgnoredFlags = {
+    "atime", "diratime", "lazytime", "nolazytime", "defaults", "auto", "private"};
 
 // fuse-overlayfs options whose behaviour belongs to the writable upper and rootless work.
-constexpr std::array<std::string_view, 12> kLaterOptions = {
-    "uidmapping",    "gidmapping",   "squash_to_root", "squash_to_uid",
-    "squash_to_gid", "static_nlink", "writeback",      "xattr_permissions",
-    "private",       "fast_ino",     "noxattrs"};
+constexpr std::array<std::string_view, 3> kLaterOptions = {"xattr_permissions", "fast_ino",
+                                                           "noxattrs"};
 
 template <size_t N>
 bool one_of(const std::array<std::string_view, N>& set, std::string_view v) {
@@ -87,6 +86,28 @@ std::variant<std::monostate, ParseError> apply_option(Options& o, const std::str
     o.fsync = unescape(raw) != "0";
   } else if (key == "volatile" && !has_value) {
     o.fsync = false;
+  } else if (key == "uidmapping" || key == "gidmapping") {
+    auto parsed = IdMap::parse(unescape(raw));
+    if (auto* e = std::get_if<std::string>(&parsed)) return ParseError{key + "=" + *e};
+    (key == "uidmapping" ? o.uid_map : o.gid_map) = std::get<IdMap>(parsed);
+  } else if (key == "squash_to_root" && !has_value) {
+    // squash_to_uid= and squash_to_gid= take precedence, in whichever order they come.
+    if (!o.squash_uid_set) o.squash_uid = 0;
+    if (!o.squash_gid_set) o.squash_gid = 0;
+  } else if (key == "squash_to_uid" || key == "squash_to_gid") {
+    double v = -1;
+    if (!parse_double(unescape(raw), &v) || v < 0 || v > 4294967294.0 ||
+        v != static_cast<double>(static_cast<uint32_t>(v))) {
+      return ParseError{key + "=" + raw + ": not an id"};
+    }
+    const bool uid = key == "squash_to_uid";
+    (uid ? o.squash_uid : o.squash_gid) = static_cast<uint32_t>(v);
+    (uid ? o.squash_uid_set : o.squash_gid_set) = true;
+  } else if (key == "writeback") {
+    // fuse-overlayfs's switch for the kernel's writeback cache, which layerfs does not use:
+    // writes reach the upper as they arrive either way.
+  } else if (key == "static_nlink" && !has_value) {
+    o.static_nlink = true;
   } else if (key == "noacl" && !has_value) {
     o.acl = false;
   } else if (key == "redirect_dir" && unescape(raw) == "off") {

@@ -6,10 +6,13 @@
 // Unknown options produce a warning and are otherwise ignored, as fuse-overlayfs does.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
+
+#include "layers/idmap.h"
 
 namespace layerfs {
 
@@ -28,7 +31,14 @@ struct Options {
   double timeout = 1e6;  // seconds the kernel may cache entries and attributes
   bool fsync = true;     // copy-ups reach the disk before they appear (fsync=0, volatile: no)
   bool threaded = true;
-  bool acl = true;               // POSIX ACLs enforced and inherited (noacl: no)
+  bool acl = true;                     // POSIX ACLs enforced and inherited (noacl: no)
+  IdMap uid_map;                       // uidmapping=: disk ids <-> the ids the mount shows
+  IdMap gid_map;                       // gidmapping=
+  std::optional<uint32_t> squash_uid;  // squash_to_root / squash_to_uid=: every object's owner
+  std::optional<uint32_t> squash_gid;  // squash_to_root / squash_to_gid=
+  bool static_nlink = false;           // directories report st_nlink 1
+  bool squash_uid_set = false;         // squash_to_uid= given: it wins over squash_to_root
+  bool squash_gid_set = false;
   bool device_whiteouts = true;  // FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT set: ".wh." files
   int max_threads = 0;           // 0: libfuse's default
 

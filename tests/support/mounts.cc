@@ -169,12 +169,17 @@ std::string lowerdir_option(const std::vector<fs::path>& lowers) {
 }
 
 LayerfsMount::LayerfsMount(const std::vector<fs::path>& lowers, const fs::path& mountpoint,
-                           const std::vector<std::string>& extra_args)
+                           const std::vector<std::string>& extra_args,
+                           const std::vector<std::string>& wrapper)
     : mountpoint_(mountpoint) {
   char tmpl[] = "/tmp/layerfs-daemon-err-XXXXXX";
   int efd = mkstemp(tmpl);
   stderr_path_ = tmpl;
-  std::vector<std::string> argv = {LAYERFS_BIN, "-f", "-o", lowerdir_option(lowers)};
+  std::vector<std::string> argv = wrapper;
+  for (const std::string& a :
+       {std::string(LAYERFS_BIN), std::string("-f"), std::string("-o"), lowerdir_option(lowers)}) {
+    argv.push_back(a);
+  }
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   argv.push_back(mountpoint.string());
   pid_ = fork();
@@ -185,7 +190,7 @@ LayerfsMount::LayerfsMount(const std::vector<fs::path>& lowers, const fs::path& 
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    execv(args[0], args.data());
+    execvp(args[0], args.data());
     _exit(127);
   }
   close(efd);

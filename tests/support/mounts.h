@@ -48,11 +48,13 @@ bool is_mounted(const fs::path& path, const std::string& fstype_prefix = "");
 void unmount(const fs::path& path);
 
 // A layerfs daemon run in the foreground (-f) as a child of the test; returns once the mount
-// is live. Extra options are appended after lowerdir.
+// is live. Extra options are appended after lowerdir. `wrapper` (e.g. setpriv and its
+// arguments) runs the daemon: it must exec it, so that the child stays the daemon.
 class LayerfsMount {
  public:
   LayerfsMount(const std::vector<fs::path>& lowers, const fs::path& mountpoint,
-               const std::vector<std::string>& extra_args = {});
+               const std::vector<std::string>& extra_args = {},
+               const std::vector<std::string>& wrapper = {});
   ~LayerfsMount();
   LayerfsMount(const LayerfsMount&) = delete;
   LayerfsMount& operator=(const LayerfsMount&) = delete;

@@ -61,6 +61,18 @@ TEST(Options, ContainersStorageShape) {
             "context=system_u:object_r:container_file_t:s0:c1\\,c2");
 }
 
+TEST(Options, PodmanOverlayVolumeShape) {
+  // Byte for byte what podman passes for an overlay volume whose source has colons.
+  Options o = parse_ok({"-o",
+                        "lowerdir=/src\\:with\\:colons,upperdir=/vol/upper,workdir=/vol/work,"
+                        "private",
+                        "/merged"});
+  EXPECT_EQ(o.lowerdirs, (std::vector<std::string>{"/src:with:colons"}));
+  EXPECT_EQ(o.upperdir, "/vol/upper");
+  EXPECT_TRUE(o.warnings.empty());
+  EXPECT_TRUE(o.fuse_opts.empty()) << "private needs nothing from the kernel mount";
+}
+
 TEST(Options, UnknownOptionsWarnAndParsingGoesOn) {
   Options o = parse_ok({"-o", "lowerdir=/l,frobnicate=3,bogus", "--weird", "/mnt"});
   ASSERT_EQ(o.warnings.size(), 3u);
@@ -111,6 +123,38 @@ TEST(Options, SplitOptionList) {
             (std::vector<std::string>{"a", "b\\,c", "\"d,e\"", "f"}));
   EXPECT_EQ(unescape("\"d,e\""), "d,e");
   EXPECT_EQ(unescape("a\\\\b\\:c"), "a\\b:c");
+}
+
+TEST(Options, IdMappingsAreColonJoinedTriplets) {
+  Options o =
+      parse_ok({"-o", "lowerdir=/l,uidmapping=0:1000:1:1:110000:65536,gidmapping=0:50:10", "/m"});
+  EXPECT_EQ(o.uid_map.to_shown(0), 1000u);
+  EXPECT_EQ(o.uid_map.to_shown(1), 110000u);
+  EXPECT_EQ(o.uid_map.to_shown(65536), 175535u);
+  EXPECT_EQ(o.uid_map.to_shown(65537), IdMap::kOverflow);
+  EXPECT_EQ(o.uid_map.to_disk(110004), 5u);
+  EXPECT_EQ(o.uid_map.to_disk(999), IdMap::kOverflow);
+  EXPECT_EQ(o.gid_map.to_shown(9), 59u);
+  EXPECT_EQ(o.gid_map.to_shown(10), IdMap::kOverflow);
+}
+
+TEST(Options, BadIdMappingsAreErrorsNamingTheValue) {
+  for (const char* bad : {"uidmapping=0:1000", "uidmapping=0:1000:x", "gidmapping=0:1:0",
+                          "uidmapping=0:1:2:", "uidmapping=4294967295:0:2"}) {
+    std::string message = parse_error({"-o", std::string("lowerdir=/l,") + bad, "/m"});
+    EXPECT_EQ(message.substr(0, 11), std::string(bad).substr(0, 11)) << message;
+  }
+}
+
+TEST(Options, SquashToUidWinsOverSquashToRootInAnyOrder) {
+  Options a = parse_ok({"-o", "lowerdir=/l,squash_to_uid=7,squash_to_root", "/m"});
+  Options b = parse_ok({"-o", "lowerdir=/l,squash_to_root,squash_to_gid=9", "/m"});
+  EXPECT_EQ(a.squash_uid, 7u);
+  EXPECT_EQ(a.squash_gid, 0u);
+  EXPECT_EQ(b.squash_uid, 0u);
+  EXPECT_EQ(b.squash_gid, 9u);
+  EXPECT_TRUE(parse_ok({"-o", "lowerdir=/l,static_nlink", "/m"}).static_nlink);
+  EXPECT_TRUE(a.warnings.empty());
 }
 
 }  // namespace

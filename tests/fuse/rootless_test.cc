@@ -1,0 +1,256 @@
+// layerfs as an ordinary user: mounted through fusermount3, and as root of an unprivileged user
+// namespace (unshare -Urm). The daemon runs as a real unprivileged user (created here if
+// missing), with /dev/fuse usable by every user as Debian's udev rule makes it. Also the
+// ownership options rootless engines pass: uidmapping=, gidmapping=, squash_to_*, static_nlink.
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "tests/fuse/parity.h"
+
+namespace layerfs::test {
+namespace {
+
+constexpr const char* kUserName = "layerfs-test";
+
+// The test user's uid, creating the user if it does not exist yet.
+std::optional<uid_t> test_user() {
+  if (passwd* pw = getpwnam(kUserName)) return pw->pw_uid;
+  RunResult r = run({"useradd", "--system", "--no-create-home", "--user-group", "--shell",
+                     "/usr/sbin/nologin", kUserName});
+  if (passwd* pw = getpwnam(kUserName)) return pw->pw_uid;
+  (void)r;
+  return std::nullopt;
+}
+
+// /dev/fuse readable and writable by every user while it lives (Debian's default is 0666; a
+// sandbox may have made it 0600), restored afterwards. Tests that need it hold a lock, so that
+// one restoring the mode never pulls it from under another running in parallel (ctest -j).
+class DevFuseForEveryone {
+ public:
+  DevFuseForEveryone() {
+    lock_fd_ = open("/tmp/layerfs-test-dev-fuse.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd_ >= 0) flock(lock_fd_, LOCK_EX);
+    struct stat st {};
+    if (stat("/dev/fuse", &st) == 0 && (st.st_mode & 0666) != 0666) {
+      old_mode_ = st.st_mode & 07777;
+      changed_ = chmod("/dev/fuse", 0666) == 0;
+    }
+  }
+  ~DevFuseForEveryone() {
+    if (changed_) chmod("/dev/fuse", old_mode_);
+    if (lock_fd_ >= 0) close(lock_fd_);  // releases the lock
+  }
+  DevFuseForEveryone(const DevFuseForEveryone&) = delete;
+  DevFuseForEveryone& operator=(const DevFuseForEveryone&) = delete;
+
+ private:
+  int lock_fd_ = -1;
+  mode_t old_mode_ = 0;
+  bool changed_ = false;
+};
+
+std::string xattr_of(const fs::path& p, const char* name) {
+  char buf[64];
+  ssize_t n = lgetxattr(p.c_str(), name, buf, sizeof buf);
+  return n < 0 ? "" : std::string(buf, static_cast<size_t>(n));
+}
+
+bool is_device_whiteout(const fs::path& p) {
+  struct stat st {};
+  return lstat(p.c_str(), &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0);
+}
+
+struct stat lstat_of(const fs::path& p) {
+  struct stat st {};
+  EXPECT_EQ(lstat(p.c_str(), &st), 0) << p;
+  return st;
+}
+
+// Overlay xattrs in the trusted namespace anywhere below `root` (an unprivileged daemon cannot
+// write them; finding one means the privileged form was used).
+std::vector<std::string> trusted_overlay_xattrs(const fs::path& root) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(root)) {
+    char names[4096];
+    ssize_t n = llistxattr(e.path().c_str(), names, sizeof names);
+    for (ssize_t i = 0; i > -1 && i < n; i += static_cast<ssize_t>(strlen(names + i)) + 1) {
+      if (std::string_view(names + i).starts_with("trusted.overlay.")) {
+        out.push_back(e.path().string() + " " + (names + i));
+      }
+    }
+  }
+  return out;
+}
+
+class Rootless : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SKIP_WITHOUT_FUSE();
+    if (geteuid() != 0) GTEST_SKIP() << "setting up another user's files needs root";
+    if (access("/usr/bin/fusermount3", X_OK) != 0 && access("/bin/fusermount3", X_OK) != 0) {
+      GTEST_SKIP() << "no fusermount3 (Debian package fuse3)";
+    }
+    auto uid = test_user();
+    if (!uid) GTEST_SKIP() << "cannot create the user " << kUserName << " (useradd)";
+    uid_ = *uid;
+    gid_ = getpwnam(kUserName)->pw_gid;
+    ASSERT_EQ(chmod(t_.path().c_str(), 0755), 0);
+    // The base layer: another user's files (root's), markers in every form others write.
+    write_file(t_ / "base/f", "base f");
+    write_file(t_ / "base/g", "base g");
+    write_file(t_ / "base/h", "hidden by a .wh. file");
+    write_file(t_ / "base/o/y", "in o");
+    write_file(t_ / "base/p/z", "hidden by user.fuseoverlayfs.opaque");
+    write_file(t_ / "base/q/z", "hidden by user.overlay.opaque");
+    write_file(t_ / "base/root-only", "secret", 0600);
+    write_file(t_ / "top/.wh.h", "");
+    write_file(t_ / "top/p/mine", "top p");
+    set_xattr(t_ / "top/p", "user.fuseoverlayfs.opaque", "y");
+    make_dir(t_ / "top/q");
+    set_xattr(t_ / "top/q", "user.overlay.opaque", "y");
+    for (const char* d : {"upper", "work", "mnt"}) make_dir(t_ / d);
+    for (const char* d : {"upper", "work", "mnt", "base/o"}) {
+      ASSERT_EQ(chown((t_ / d).c_str(), uid_, gid_), 0);
+    }
+    ASSERT_EQ(chown((t_ / "base").c_str(), uid_, gid_), 0);
+    ASSERT_EQ(chown((t_ / "base/g").c_str(), uid_, gid_), 0);
+  }
+  std::vector<std::string> as_user() const {
+    return {"setpriv", "--reuid=" + std::to_string(uid_), "--regid=" + std::to_string(gid_),
+            "--clear-groups", "--"};
+  }
+  RunResult user_sh(const std::string& script) const {
+    auto argv = as_user();
+    for (const std::string& a :
+         {std::string("sh"), std::string("-c"), script, t_.path().string()}) {
+      argv.push_back(a);
+    }
+    return run(argv);
+  }
+  std::string opts() const {
+    return "upperdir=" + (t_ / "upper").string() + ",workdir=" + (t_ / "work").string();
+  }
+
+  DevFuseForEveryone dev_fuse_;
+  TempDir t_{"rootless"};
+  uid_t uid_ = 0;
+  gid_t gid_ = 0;
+};
+
+TEST_F(Rootless, AnOrdinaryUserMountsWritesAndUnmountsThroughFusermount3) {
+  LayerfsMount m({t_ / "top", t_ / "base"}, t_ / "mnt", {"-o", opts()}, as_user());
+  ASSERT_TRUE(m.ok()) << m.error();
+  // Markers others wrote, read by an unprivileged daemon.
+  RunResult seen = user_sh("cd \"$0/mnt\" && for d in . p q; do echo $(ls -A $d); done");
+  ASSERT_EQ(seen.status, 0) << seen.err;
+  EXPECT_EQ(seen.out, "f g o p q root-only\nmine\n\n") << "h, p/z and q/z are hidden";
+  // Changes, as that user.
+  RunResult r = user_sh(
+      "cd \"$0/mnt\" && echo new > new && rm g && rm -r o && mkdir o && echo again > o/y2 && "
+      "cat f >/dev/null");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(user_sh("cat \"$0/mnt/root-only\"").status, 0) << "the kernel checks permissions";
+  EXPECT_NE(user_sh("echo x >> \"$0/mnt/f\"").status, 0) << "f belongs to root";
+  // Unmounted by the user, as container engines do.
+  RunResult u = user_sh("fusermount3 -u \"$0/mnt\"");
+  EXPECT_EQ(u.status, 0) << u.err;
+  EXPECT_EQ(m.stop(), 0);
+
+  EXPECT_EQ(lstat_of(t_ / "upper/new").st_uid, uid_) << "the user's files stay the user's";
+  EXPECT_TRUE(is_device_whiteout(t_ / "upper/g")) << "a 0/0 whiteout (unprivileged since 5.8)";
+  EXPECT_EQ(xattr_of(t_ / "upper/o", "user.overlay.opaque"), "y");
+  EXPECT_EQ(trusted_overlay_xattrs(t_ / "upper"), std::vector<std::string>{});
+  EXPECT_TRUE(fs::is_empty(t_ / "work/work"));
+}
+
+TEST_F(Rootless, RootOfAnUnprivilegedUserNamespaceMounts) {
+  if (user_sh("unshare -Urm true").status != 0) {
+    GTEST_SKIP() << "unprivileged user namespaces are disabled on this machine";
+  }
+  // The daemon runs in the background inside the namespace; the trap unmounts and reaps it
+  // even when a step fails, so nothing outlives the script.
+  const std::string script =
+      "set -e; cd \"$0\"; " + std::string(LAYERFS_BIN) + " -f -o lowerdir=top:base," + opts() +
+      " mnt & pid=$!; trap 'fusermount3 -u mnt 2>/dev/null || umount mnt 2>/dev/null; "
+      "wait $pid' EXIT; "
+      "for i in $(seq 100); do grep -q \" $0/mnt \" /proc/self/mounts && break; sleep 0.05; done; "
+      "id -u; echo new > mnt/new; rm mnt/g; cat mnt/f; stat -c %u mnt/new";
+  auto argv = as_user();
+  for (const std::string& a : {std::string("unshare"), std::string("-Urm"), std::string("sh"),
+                               std::string("-c"), script, t_.path().string()}) {
+    argv.push_back(a);
+  }
+  RunResult r = run(argv);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(r.out, "0\nbase f0\n") << "uid 0 inside, owner 0 as the namespace shows it";
+  EXPECT_EQ(lstat_of(t_ / "upper/new").st_uid, uid_) << "on disk: the user's own uid";
+  EXPECT_TRUE(is_device_whiteout(t_ / "upper/g"));
+  EXPECT_EQ(trusted_overlay_xattrs(t_ / "upper"), std::vector<std::string>{});
+  EXPECT_FALSE(is_mounted(t_ / "mnt"));
+}
+
+class Ownership : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SKIP_WITHOUT_FUSE();
+    if (geteuid() != 0) GTEST_SKIP() << "files of several owners need root";
+    ASSERT_EQ(chmod(t_.path().c_str(), 0755), 0);
+    write_file(t_ / "lower/root", "0:0");
+    write_file(t_ / "lower/one", "1:1");
+    write_file(t_ / "lower/far", "unmapped");
+    make_dir(t_ / "lower/d", 0777);
+    ASSERT_EQ(chown((t_ / "lower/one").c_str(), 1, 1), 0);
+    ASSERT_EQ(chown((t_ / "lower/far").c_str(), 5000000, 5000000), 0);
+    for (const char* d : {"upper", "work", "mnt"}) make_dir(t_ / d);
+  }
+  std::unique_ptr<LayerfsMount> mount(const std::string& extra) {
+    auto m = std::make_unique<LayerfsMount>(
+        std::vector<fs::path>{t_ / "lower"}, t_ / "mnt",
+        std::vector<std::string>{"-o", "upperdir=" + (t_ / "upper").string() +
+                                           ",workdir=" + (t_ / "work").string() + "," + extra});
+    EXPECT_TRUE(m->ok()) << m->error();
+    return m;
+  }
+  fs::path mnt(const char* rel) const { return t_ / "mnt" / rel; }
+  TempDir t_{"owners"};
+};
+
+TEST_F(Ownership, UidmappingShowsDiskIdsAsTheMappedOnesAndStoresTheReverse) {
+  // The map a rootless engine passes: container 0 is host 1000, container 1.. is host 110000..
+  auto m = mount("uidmapping=0:1000:1:1:110000:65536,gidmapping=0:1000:1:1:110000:65536");
+  EXPECT_EQ(lstat_of(mnt("root")).st_uid, 1000u);
+  EXPECT_EQ(lstat_of(mnt("one")).st_uid, 110000u);
+  EXPECT_EQ(lstat_of(mnt("one")).st_gid, 110000u);
+  EXPECT_EQ(lstat_of(mnt("far")).st_uid, 65534u) << "no range covers it: the overflow id";
+  // A caller with host uid 110005 creates a file: on disk it is container uid 6.
+  RunResult r = run({"setpriv", "--reuid=110005", "--regid=110005", "--clear-groups", "sh", "-c",
+                     "echo x > \"$0\"", mnt("d/made").string()});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(lstat_of(t_ / "upper/d/made").st_uid, 6u);
+  EXPECT_EQ(lstat_of(mnt("d/made")).st_uid, 110005u);
+  // chown through the mount takes shown ids.
+  ASSERT_EQ(lchown(mnt("root").c_str(), 110002, 1000), 0);
+  EXPECT_EQ(lstat_of(t_ / "upper/root").st_uid, 3u);
+  EXPECT_EQ(lstat_of(t_ / "upper/root").st_gid, 0u);
+  EXPECT_EQ(lstat_of(mnt("root")).st_uid, 110002u);
+}
+
+TEST_F(Ownership, SquashShowsOneOwnerAndStaticNlinkOneLinkCount) {
+  make_dir(t_ / "lower/d/sub1");
+  make_dir(t_ / "lower/d/sub2");
+  auto m = mount("squash_to_uid=7,squash_to_root,static_nlink");
+  for (const char* p : {"root", "one", "far", "d"}) {
+    EXPECT_EQ(lstat_of(mnt(p)).st_uid, 7u) << p << ": squash_to_uid wins over squash_to_root";
+    EXPECT_EQ(lstat_of(mnt(p)).st_gid, 0u) << p;
+  }
+  EXPECT_EQ(lstat_of(mnt("d")).st_nlink, 1u);
+  EXPECT_EQ(lstat_of(t_ / "lower/d").st_nlink, 4u) << "the real count, for comparison";
+}
+
+}  // namespace
+}  // namespace layerfs::test
