@@ -11,6 +11,7 @@
 #include "fuse/inode_table.h"
 #include "layers/idmap.h"
 #include "layers/layer_stack.h"
+#include "layers/stat_override.h"
 #include "layers/upper.h"
 
 namespace layerfs {
@@ -57,9 +58,16 @@ struct Daemon {
   std::optional<uint32_t> squash_uid;
   std::optional<uint32_t> squash_gid;
   bool static_nlink = false;
+  // xattr_permissions: where owner and mode are kept and read (empty: off). Where any layer's
+  // root carries containers-storage's override, that one is read too.
+  std::string override_xattr;
+  bool containers_overrides = false;
 
-  // The attributes as the mount shows them: ids mapped or squashed, link counts.
-  void present(struct stat& st) const;
+  // The attributes of `inode` as the mount shows them: an owner-and-mode override applied, ids
+  // mapped or squashed, link counts.
+  void present(const Inode& inode, struct stat& st) const;
+  // The owner-and-mode override `inode` carries, if overrides are read at all.
+  std::optional<StatOverride> stat_override(const Inode& inode) const;
   // An owner given through the mount (a caller, a chown) as it is stored on disk.
   uid_t disk_uid(uid_t shown) const { return uid_map.empty() ? shown : uid_map.to_disk(shown); }
   gid_t disk_gid(gid_t shown) const { return gid_map.empty() ? shown : gid_map.to_disk(shown); }

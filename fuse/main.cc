@@ -128,6 +128,15 @@ int run(const Options& opts) {
   daemon.squash_uid = opts.squash_uid;
   daemon.squash_gid = opts.squash_gid;
   daemon.static_nlink = opts.static_nlink;
+  if (opts.xattr_permissions != 0) {
+    daemon.override_xattr =
+        opts.xattr_permissions == 1 ? StatOverride::kPrivileged : StatOverride::kUser;
+  }
+  for (size_t i = 0; i < stack->size(); ++i) {
+    if (sys::get_xattr(stack->layer(i).root.get(), StatOverride::kContainers, nullptr, 0).ok()) {
+      daemon.containers_overrides = true;
+    }
+  }
   // ACLs where the filesystem the mount writes to (or, read-only, the top layer) has them.
   if (opts.acl) {
     auto probe = sys::get_xattr(stack->layer(0).root.get(), acl::kAccess, nullptr, 0);

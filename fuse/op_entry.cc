@@ -105,7 +105,20 @@ Result<std::shared_ptr<Inode>> Daemon::resolve(Inode& parent, const char* name, 
   return fresh;
 }
 
-void Daemon::present(struct stat& st) const {
+std::optional<StatOverride> Daemon::stat_override(const Inode& inode) const {
+  if (override_xattr.empty() && !containers_overrides) return std::nullopt;
+  auto fd = inode.path_fd();
+  if (!fd.ok()) return std::nullopt;
+  for (const std::string& name : {override_xattr, std::string(StatOverride::kContainers)}) {
+    if (name.empty() || (name == StatOverride::kContainers && !containers_overrides)) continue;
+    auto v = sys::get_xattr(fd->get(), name.c_str());
+    if (v.ok()) return StatOverride::parse(*v);
+  }
+  return std::nullopt;
+}
+
+void Daemon::present(const Inode& inode, struct stat& st) const {
+  if (auto o = stat_override(inode)) o->apply(st);
   if (!uid_map.empty()) st.st_uid = uid_map.to_shown(st.st_uid);
   if (!gid_map.empty()) st.st_gid = gid_map.to_shown(st.st_gid);
   if (squash_uid) st.st_uid = *squash_uid;
@@ -120,7 +133,7 @@ void Daemon::fill_entry(const std::shared_ptr<Inode>& inode, const struct stat& 
   e->attr = st;
   e->attr.st_ino = inode->st_ino();
   if (inode->merged_dir()) e->attr.st_nlink = 1;
-  present(e->attr);
+  present(*inode, e->attr);
   e->attr_timeout = cache.attr_timeout;
   e->entry_timeout = cache.entry_timeout;
 }
@@ -159,6 +172,12 @@ Result<void> Daemon::copy_up(Inode& node, bool truncate) {
                      .origin_ino = keep_ino ? node.st_ino() : 0,
                      .origin_uuid = stack->layer(node.layer()).uuid,
                      .truncate = truncate && !node.is_dir()};
+  if (!override_xattr.empty()) {
+    // What the object showed below is what its copy shows: the owner may not be chown-able.
+    StatOverride shown = stat_override(node).value_or(StatOverride::of(*lower));
+    opts.override_name = override_xattr;
+    opts.override_value = shown.format();
+  }
   auto made = layerfs::copy_up(*upper, w.dir_fd, w.name.c_str(), dst, w.name.c_str(), opts);
   if (!made.ok()) return made.err();
   std::optional<LayerDir> upper_copy;

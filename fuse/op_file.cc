@@ -52,7 +52,7 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (st.ok()) st->st_ino = inode.st_ino();
   }
   if (!st.ok()) return (void)fuse_reply_err(req, st.error());
-  d.present(*st);
+  d.present(inode, *st);
   fuse_reply_attr(req, &*st, d.cache.attr_timeout);
 }
 

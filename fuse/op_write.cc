@@ -27,6 +27,7 @@
 #include "fuse/daemon.h"
 #include "fuse/file_handle.h"
 #include "layers/acl.h"
+#include "layers/stat_override.h"
 #include "layers/sys/fs.h"
 #include "layers/upper.h"
 #include "layers/whiteout.h"
@@ -124,18 +125,36 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
     upper.discard(temp);
     return e;
   };
+  // With xattr_permissions the owner and mode go to the override xattr, and the file keeps the
+  // daemon as owner, with owner access on disk whatever the mode says.
+  const bool in_xattr = !d.override_xattr.empty();
+  struct stat shown_parent = *pst;
+  if (in_xattr) {
+    if (auto o = d.stat_override(parent)) o->apply(shown_parent);
+  }
   // Group: the directory's, in a setgid directory (which new directories inherit), else the
   // caller's.
-  const bool setgid_dir = (pst->st_mode & S_ISGID) != 0;
-  const gid_t gid = setgid_dir ? pst->st_gid : who.gid;
-  if (fchownat(work, temp.c_str(), who.uid, gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != EPERM) {
+  const bool setgid_dir = (shown_parent.st_mode & S_ISGID) != 0;
+  const gid_t gid = setgid_dir ? shown_parent.st_gid : who.gid;
+  if (!in_xattr && fchownat(work, temp.c_str(), who.uid, gid, AT_SYMLINK_NOFOLLOW) != 0 &&
+      errno != EPERM) {
     return fail(last_errno());
   }
   if (kind != Kind::kSymlink) {
     // After chown, which clears set-id bits; the daemon's umask is 0.
     mode_t mode = perms->mode;
     if (kind == Kind::kDir && setgid_dir) mode |= S_ISGID;
-    if (fchmodat(work, temp.c_str(), mode, 0) != 0) return fail(last_errno());
+    const mode_t on_disk =
+        in_xattr ? mode | (kind == Kind::kDir ? S_IRWXU : S_IRUSR | S_IWUSR) : mode;
+    if (fchmodat(work, temp.c_str(), on_disk, 0) != 0) return fail(last_errno());
+    if (in_xattr) {
+      // (Symlinks carry no user.* xattrs; they show the daemon as owner.)
+      auto pfd = sys::open_path(work, temp.c_str());
+      if (!pfd.ok()) return fail(pfd.err());
+      auto set = sys::set_xattr(pfd->get(), d.override_xattr.c_str(),
+                                StatOverride{who.uid, gid, mode}.format());
+      if (!set.ok()) return fail(set.err());
+    }
   }
   if (!perms->access.empty() || !perms->default_acl.empty()) {
     auto pfd = sys::open_path(work, temp.c_str());
@@ -454,12 +473,35 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent_id, const cha
   if (fuse_reply_entry(req, &e) != 0) d.table->forget(e.ino, 1);
 }
 
+// xattr_permissions: chmod and chown change the override, never the file's own owner.
+Result<void> set_override(const Daemon& d, Inode& inode, int fd, const struct stat& attr,
+                          int to_set) {
+  auto st = sys::stat_fd(fd);
+  if (!st.ok()) return st.err();
+  StatOverride o = d.stat_override(inode).value_or(StatOverride::of(*st));
+  if (to_set & FUSE_SET_ATTR_MODE) o.mode = attr.st_mode & 07777;
+  if (to_set & FUSE_SET_ATTR_UID) o.uid = d.disk_uid(attr.st_uid);
+  if (to_set & FUSE_SET_ATTR_GID) o.gid = d.disk_gid(attr.st_gid);
+  // A change of owner drops set-id bits from a non-directory, as chown(2) does.
+  if ((to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) && !(to_set & FUSE_SET_ATTR_MODE) &&
+      !S_ISDIR(st->st_mode)) {
+    o.mode &= ~static_cast<mode_t>(S_ISUID | S_ISGID);
+  }
+  return sys::set_xattr(fd, d.override_xattr.c_str(), o.format());
+}
+
 Result<void> apply_setattr(const Daemon& d, Inode& inode, const struct stat& attr, int to_set,
                            fuse_file_info* fi) {
   auto fd = inode.path_fd();
   if (!fd.ok()) return fd.err();
   char proc[32];
   snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd->get());
+  if (!d.override_xattr.empty() && !S_ISLNK(inode.type()) &&
+      (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
+    auto o = set_override(d, inode, fd->get(), attr, to_set);
+    if (!o.ok()) return o;
+    to_set &= ~(FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID);
+  }
   if (to_set & FUSE_SET_ATTR_MODE) {
     if (S_ISLNK(inode.type())) return Errno{EOPNOTSUPP};
     if (chmod(proc, attr.st_mode & 07777) != 0) return last_errno();
@@ -507,7 +549,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
   if (!st.ok() && fi != nullptr) st = sys::stat_fd(FileHandle::of(fi)->current_fd());
   if (!st.ok()) return (void)fuse_reply_err(req, st.error());
   st->st_ino = inode.st_ino();
-  d.present(*st);
+  d.present(inode, *st);
   fuse_reply_attr(req, &*st, d.cache.attr_timeout);
 }
 

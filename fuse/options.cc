@@ -39,8 +39,7 @@ constexpr std::array<std::string_view, 7> kIgnoredFlags = {
     "atime", "diratime", "lazytime", "nolazytime", "defaults", "auto", "private"};
 
 // fuse-overlayfs options whose behaviour belongs to the writable upper and rootless work.
-constexpr std::array<std::string_view, 3> kLaterOptions = {"xattr_permissions", "fast_ino",
-                                                           "noxattrs"};
+constexpr std::array<std::string_view, 2> kLaterOptions = {"fast_ino", "noxattrs"};
 
 template <size_t N>
 bool one_of(const std::array<std::string_view, N>& set, std::string_view v) {
@@ -106,6 +105,12 @@ std::variant<std::monostate, ParseError> apply_option(Options& o, const std::str
   } else if (key == "writeback") {
     // fuse-overlayfs's switch for the kernel's writeback cache, which layerfs does not use:
     // writes reach the upper as they arrive either way.
+  } else if (key == "xattr_permissions") {
+    const std::string v = unescape(raw);
+    if (v != "0" && v != "1" && v != "2") {
+      return ParseError{"xattr_permissions=" + raw + ": not 0, 1 or 2"};
+    }
+    o.xattr_permissions = v[0] - '0';
   } else if (key == "static_nlink" && !has_value) {
     o.static_nlink = true;
   } else if (key == "noacl" && !has_value) {

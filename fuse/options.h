@@ -37,7 +37,9 @@ struct Options {
   std::optional<uint32_t> squash_uid;  // squash_to_root / squash_to_uid=: every object's owner
   std::optional<uint32_t> squash_gid;  // squash_to_root / squash_to_gid=
   bool static_nlink = false;           // directories report st_nlink 1
-  bool squash_uid_set = false;         // squash_to_uid= given: it wins over squash_to_root
+  int xattr_permissions =
+      0;  // 1: owner and mode in security.fuseoverlayfs.override_stat, 2: user.*
+  bool squash_uid_set = false;  // squash_to_uid= given: it wins over squash_to_root
   bool squash_gid_set = false;
   bool device_whiteouts = true;  // FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT set: ".wh." files
   int max_threads = 0;           // 0: libfuse's default

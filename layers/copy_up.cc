@@ -107,6 +107,11 @@ Result<void> copy_metadata(Upper& upper, int src_path_fd, int dst_path_fd, const
       }
     }
   }
+  if (!opts.override_name.empty() &&
+      setxattr(proc, opts.override_name.c_str(), opts.override_value.data(),
+               opts.override_value.size(), 0) != 0) {
+    return last_errno();
+  }
   const timespec times[2] = {st.st_atim, st.st_mtim};
   if (utimensat(dst_path_fd, "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
     return last_errno();

@@ -30,6 +30,9 @@ struct CopyUpOptions {
   // With origin_ino: the uuid of the lower filesystem, for the kernel-format overlay.origin.
   origin::Uuid origin_uuid{};
   bool truncate = false;  // the caller truncates it at once (O_TRUNC): copy no data
+  // An owner-and-mode override to record on the copy (layers/stat_override.h), if named.
+  std::string override_name;
+  std::string override_value;
 };
 
 // Which data path a copy took (for tests and the benchmark).

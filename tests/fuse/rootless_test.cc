@@ -252,5 +252,51 @@ TEST_F(Ownership, SquashShowsOneOwnerAndStaticNlinkOneLinkCount) {
   EXPECT_EQ(lstat_of(t_ / "lower/d").st_nlink, 4u) << "the real count, for comparison";
 }
 
+TEST_F(Ownership, XattrPermissionsKeepOwnerAndModeInTheOverride) {
+  write_file(t_ / "lower/over", "x");
+  set_xattr(t_ / "lower/over", "user.fuseoverlayfs.override_stat", "7:8:0640");
+  auto m = mount("xattr_permissions=2");
+  struct stat over = lstat_of(mnt("over"));
+  EXPECT_EQ(over.st_uid, 7u);
+  EXPECT_EQ(over.st_gid, 8u);
+  EXPECT_EQ(over.st_mode & 07777, 0640u);
+  EXPECT_EQ(lstat_of(mnt("root")).st_uid, 0u) << "no override: the file's own owner";
+  char names[256];
+  ssize_t n = llistxattr(mnt("over").c_str(), names, sizeof names);
+  EXPECT_EQ(std::string(names, static_cast<size_t>(std::max<ssize_t>(n, 0))).find("override"),
+            std::string::npos);
+
+  // A new file: the caller's owner and mode live in the override.
+  RunResult r = run({"setpriv", "--reuid=1234", "--regid=1234", "--clear-groups", "sh", "-c",
+                     "umask 022 && echo x > \"$0\"", mnt("d/made").string()});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(lstat_of(mnt("d/made")).st_uid, 1234u);
+  EXPECT_EQ(lstat_of(mnt("d/made")).st_mode & 07777, 0644u);
+  EXPECT_EQ(lstat_of(t_ / "upper/d/made").st_uid, 0u) << "on disk the daemon owns it";
+  EXPECT_EQ(xattr_of(t_ / "upper/d/made", "user.fuseoverlayfs.override_stat"), "1234:1234:0644");
+
+  // chown and chmod change the override only; a copy-up carries it.
+  ASSERT_EQ(lchown(mnt("d/made").c_str(), 42, 43), 0);
+  EXPECT_EQ(lstat_of(mnt("d/made")).st_uid, 42u);
+  EXPECT_EQ(lstat_of(t_ / "upper/d/made").st_uid, 0u);
+  ASSERT_EQ(chmod(mnt("over").c_str(), 0600), 0);
+  over = lstat_of(mnt("over"));
+  EXPECT_EQ(over.st_uid, 7u);
+  EXPECT_EQ(over.st_mode & 07777, 0600u);
+  EXPECT_EQ(xattr_of(t_ / "upper/over", "user.fuseoverlayfs.override_stat"), "7:8:0600");
+}
+
+TEST_F(Ownership, ContainersStorageOverridesAreReadWhereALayerCarriesThem) {
+  // containers-storage with force_mask marks the layer's root and every file.
+  set_xattr(t_ / "lower", "user.containers.override_stat", "0:0:0755");
+  write_file(t_ / "lower/c", "x", 0644);
+  set_xattr(t_ / "lower/c", "user.containers.override_stat", "5:6:0600");
+  auto m = mount("static_nlink");
+  struct stat c = lstat_of(mnt("c"));
+  EXPECT_EQ(c.st_uid, 5u);
+  EXPECT_EQ(c.st_gid, 6u);
+  EXPECT_EQ(c.st_mode & 07777, 0600u);
+}
+
 }  // namespace
 }  // namespace layerfs::test

@@ -155,6 +155,9 @@ TEST(Options, SquashToUidWinsOverSquashToRootInAnyOrder) {
   EXPECT_EQ(b.squash_gid, 9u);
   EXPECT_TRUE(parse_ok({"-o", "lowerdir=/l,static_nlink", "/m"}).static_nlink);
   EXPECT_TRUE(a.warnings.empty());
+  EXPECT_EQ(parse_ok({"-o", "lowerdir=/l,xattr_permissions=2", "/m"}).xattr_permissions, 2);
+  EXPECT_EQ(parse_error({"-o", "lowerdir=/l,xattr_permissions=3", "/m"}),
+            "xattr_permissions=3: not 0, 1 or 2");
 }
 
 }  // namespace
