@@ -5,9 +5,11 @@
 # Containerfile whose RUN steps create, modify, delete, chmod and rename files in lower layers;
 # podman run reads, writes, deletes and renames across layers; podman diff must see each change
 # (whiteouts included); buildah commits a container. Every container's rootfs must be a
-# fuse.layerfs mount. All configuration is in files of the test's own (storage.conf,
-# containers.conf, in a scratch directory); nothing of the machine's is changed. Exit 77: the
-# machine lacks root or a package, and the reason is printed.
+# fuse.layerfs mount. Then the same as an unprivileged user (rootless podman, layerfs mounting
+# inside podman's user namespace). All configuration is in files of the test's own
+# (storage.conf, containers.conf, in a scratch directory); of the machine's, only /dev/fuse is
+# made usable by every user for the rootless part (as Debian's udev rule has it) and restored.
+# Exit 77: the machine lacks root or a package, and the reason is printed.
 set -euo pipefail
 LAYERFS=$(realpath "${1:?usage: podman.sh LAYERFS_BINARY}")
 
@@ -19,9 +21,24 @@ for tool in podman buildah runc; do command -v "$tool" >/dev/null || skip "no $t
 [ -c /dev/fuse ] || skip "no /dev/fuse"
 
 T=$(mktemp -d /var/tmp/layerfs-podman-XXXXXX)
+chmod 0755 "$T"
 export CONTAINERS_STORAGE_CONF=$T/storage.conf CONTAINERS_CONF=$T/containers.conf
+USER_NAME=layerfs-test
+FUSE_MODE=$(stat -c %a /dev/fuse)
+as_user() {  # as_user COMMAND...: rootless podman's environment, all under $T/home
+  setpriv --reuid="$USER_NAME" --regid="$USER_NAME" --clear-groups \
+    env HOME="$T/home" XDG_RUNTIME_DIR="$T/home/xdg" CONTAINERS_STORAGE_CONF="$T/home/storage.conf" \
+    CONTAINERS_CONF="$T/containers.conf" "$@"
+}
 cleanup() {
   set +e
+  if [ -d "$T/home" ]; then
+    as_user podman rm -af -t 0 >/dev/null 2>&1
+    as_user podman system reset -f >/dev/null 2>&1
+    pause=$(cat "$T/home/xdg/libpod/tmp/pause.pid" 2>/dev/null)
+    [ -n "$pause" ] && kill "$pause" 2>/dev/null
+  fi
+  chmod "$FUSE_MODE" /dev/fuse
   podman rm -af -t 0 >/dev/null 2>&1
   buildah rm -a >/dev/null 2>&1
   podman system reset -f >/dev/null 2>&1
@@ -116,6 +133,31 @@ buildah rm "$ctr" >/dev/null
 got=$(podman run --rm "${LIMITS[@]}" localhost/bah sh -c 'cat /app/new; ls /app | sort | tr "\n" " "')
 expect "buildah commit" "via-buildah
 d moved new summary " "$got"
+
+# Rootless: an unprivileged user's podman, layerfs started by it inside its user namespace.
+id -u "$USER_NAME" >/dev/null 2>&1 ||
+  useradd --system --no-create-home --user-group --shell /usr/sbin/nologin "$USER_NAME" ||
+  skip "cannot create the user $USER_NAME"
+chmod 0666 /dev/fuse
+mkdir -p "$T/home/xdg"
+sed "s|$T/run|$T/home/run|; s|$T/graph|$T/home/graph|" "$T/storage.conf" > "$T/home/storage.conf"
+chown -R "$USER_NAME:$USER_NAME" "$T/home"
+chmod 0644 "$T/bb.tar" "$T/ctx/Containerfile"
+chmod 0755 "$T/ctx"
+as_user podman import -q "$T/bb.tar" localhost/bb:latest >/dev/null 2>&1
+id=$(as_user podman run -d "${LIMITS[@]}" localhost/bb sleep 30 2>/dev/null)
+daemons=$(pgrep -u "$USER_NAME" -f "^$LAYERFS " | wc -l)
+as_user podman rm -f -t 0 "$id" >/dev/null 2>&1
+[ "$daemons" -ge 1 ] || fail "rootless: no layerfs daemon of $USER_NAME served the container"
+echo "ok: rootless podman mounts with layerfs as the user ($daemons daemon)"
+as_user podman build -q "${LIMITS[@]}" -t localhost/built "$T/ctx" >/dev/null 2>&1 ||
+  fail "rootless podman build"
+got=$(as_user podman run --rm "${LIMITS[@]}" localhost/built sh -c \
+  'cat /app/summary; echo x > /app/new && rm /app/d && mv /app/moved /app/m2 && ls /app | sort | tr "\n" " "' 2>/dev/null)
+expect "rootless podman build and run" "one
+changed
+two
+a m2 new summary " "$got"
 
 podman rm -af -t 0 >/dev/null
 left=$(awk -v t="$T/" '$3 == "fuse.layerfs" && index($2, t) == 1' /proc/mounts | wc -l)
