@@ -138,6 +138,10 @@ d moved new summary " "$got"
 id -u "$USER_NAME" >/dev/null 2>&1 ||
   useradd --system --no-create-home --user-group --shell /usr/sbin/nologin "$USER_NAME" ||
   skip "cannot create the user $USER_NAME"
+# The lock the other tests that widen /dev/fuse hold, so that no test restores its mode under
+# another (ctest -j).
+exec 9>/tmp/layerfs-test-dev-fuse.lock
+flock 9
 chmod 0666 /dev/fuse
 mkdir -p "$T/home/xdg"
 sed "s|$T/run|$T/home/run|; s|$T/graph|$T/home/graph|" "$T/storage.conf" > "$T/home/storage.conf"
