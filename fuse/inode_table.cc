@@ -173,9 +173,11 @@ std::shared_ptr<const Listing> Inode::listing() const {
 }
 
 void Inode::set_listing(std::shared_ptr<const Listing> listing) {
-  if (!listing->indexed() || listing->version() != version()) return;
+  if (!listing->indexed()) return;
+  // Under the lock that drop_listing raises the version under: a change that lands between the
+  // check and the store cannot leave a stale listing cached.
   std::lock_guard lock(mu_);
-  if (!listing_) listing_ = std::move(listing);
+  if (!listing_ && listing->version() == version()) listing_ = std::move(listing);
 }
 
 void Inode::drop_listing() {

@@ -66,7 +66,8 @@ class TinyMutex {
       state_.wait(1, std::memory_order_relaxed);
   }
   void unlock() {
-    state_.store(0, std::memory_order_release);
+    // A full barrier (not a plain release store) before notify looks for sleepers.
+    state_.exchange(0, std::memory_order_acq_rel);
     state_.notify_one();
   }
 
@@ -186,6 +187,21 @@ class Inode : public std::enable_shared_from_this<Inode> {
   std::shared_ptr<Inode> self_;  // the kernel's reference: set while nlookup_ > 0
   bool hashed_ = false;          // key_ finds this inode in the table
   bool aliased_ = false;         // so does an alias (InodeTable::aliases_)
+};
+
+// Marks a directory as changing for as long as it lives: its listing is dropped (its version
+// raised) before the change and again after it, on every way out, so that no lookup trusts a
+// listing built before or during the change (a lookup that checks the version in between falls
+// back to looking in every layer).
+class ListingChange {
+ public:
+  explicit ListingChange(Inode& dir) : dir_(dir) { dir_.drop_listing(); }
+  ~ListingChange() { dir_.drop_listing(); }
+  ListingChange(const ListingChange&) = delete;
+  ListingChange& operator=(const ListingChange&) = delete;
+
+ private:
+  Inode& dir_;
 };
 
 class InodeTable {

@@ -66,9 +66,15 @@ Result<std::shared_ptr<Inode>> Daemon::resolve(Inode& parent, const char* name, 
   // one may say so (every change to the directory drops it), checked again after the lookup.
   const Listing* listing = hint.listing;
   std::shared_ptr<const Listing> index;
+  // The index is built by a lookup only in a directory that never changed while mounted (the
+  // layers as they came): after a change, each lookup would rebuild it, which makes emptying
+  // the directory quadratic. The next readdir builds it again.
   if (listing == nullptr && copies.size() >= kIndexedCopies) {
-    auto built = this->listing(parent);
-    if (built.ok() && (*built)->indexed()) index = *built;
+    index = parent.listing();  // cached only while current
+    if (!index && parent.version() == 0) {
+      auto built = this->listing(parent);
+      if (built.ok() && (*built)->indexed()) index = *built;
+    }
     listing = index.get();
   }
   size_t from = 0;

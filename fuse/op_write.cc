@@ -86,6 +86,7 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
   if (Whiteout::classify_name(name) != Whiteout::Name::kPlain) return Errno{EINVAL};
   auto up = d.copy_up(parent);
   if (!up.ok()) return up.err();
+  ListingChange changing(parent);
   const int dir = parent.copy_fd(0);
   auto pst = sys::stat_fd(dir);
   if (!pst.ok()) return pst.err();
@@ -190,7 +191,6 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
   auto inode = std::make_shared<Inode>(InodeKey{st->st_dev, st->st_ino}, st->st_mode & S_IFMT,
                                        d.stack->map_ino(0, st->st_ino));
   inode->init_location(parent.shared_from_this(), name, 0, std::move(dirs));
-  parent.drop_listing();
   return Created{inode, *st, std::move(fd)};
 }
 
@@ -274,12 +274,14 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent_id, const char* name) {
   // Open files outlive their name (fstat, and a GETATTR carries no handle): keep the object
   // reachable by fd until the kernel forgets the inode.
   if (auto fd = (*victim)->path_fd(); fd.ok()) (*victim)->pin(std::move(*fd));
-  auto r = remove_name(d, parent, name, **victim);
-  if (!r.ok()) return (void)fuse_reply_err(req, r.error());
-  // Its last name gone, the object must not be found again by a reused inode number. (A name
-  // of a lower hard-link pair stays; so does an upper file with links left.)
-  if (st.st_nlink <= 1) d.table->unhash(**victim);
-  parent.drop_listing();
+  {
+    ListingChange changing(parent);
+    auto r = remove_name(d, parent, name, **victim);
+    if (!r.ok()) return (void)fuse_reply_err(req, r.error());
+    // Its last name gone, the object must not be found again by a reused inode number. (A name
+    // of a lower hard-link pair stays; so does an upper file with links left.)
+    if (st.st_nlink <= 1) d.table->unhash(**victim);
+  }
   fuse_reply_err(req, 0);
 }
 
@@ -295,15 +297,17 @@ void op_rmdir(fuse_req_t req, fuse_ino_t parent_id, const char* name) {
   auto entries = d.listing(dir);
   if (!entries.ok()) return (void)fuse_reply_err(req, entries.error());
   if (!(*entries)->empty()) return (void)fuse_reply_err(req, ENOTEMPTY);
-  // What is left in the upper copy are markers only; they go with it.
-  if (int up = dir.copy_fd(0); up >= 0) {
-    auto cleared = remove_contents(up);
-    if (!cleared.ok()) return (void)fuse_reply_err(req, cleared.error());
+  {
+    ListingChange changing(parent);
+    // What is left in the upper copy are markers only; they go with it.
+    if (int up = dir.copy_fd(0); up >= 0) {
+      auto cleared = remove_contents(up);
+      if (!cleared.ok()) return (void)fuse_reply_err(req, cleared.error());
+    }
+    auto r = remove_name(d, parent, name, dir);
+    if (!r.ok()) return (void)fuse_reply_err(req, r.error());
+    d.table->unhash(dir);
   }
-  auto r = remove_name(d, parent, name, dir);
-  if (!r.ok()) return (void)fuse_reply_err(req, r.error());
-  d.table->unhash(dir);
-  parent.drop_listing();
   fuse_reply_err(req, 0);
 }
 
@@ -348,6 +352,8 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
     auto up = d.copy_up(*i);
     if (!up.ok()) return up;
   }
+  ListingChange changing_from(parent);
+  ListingChange changing_to(new_parent);
   const int from = parent.copy_fd(0);
   const int to = new_parent.copy_fd(0);
   Upper& upper = *d.upper;
@@ -407,8 +413,6 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
     }
   }
   src->renamed(new_parent.shared_from_this(), new_name);
-  parent.drop_listing();
-  new_parent.drop_listing();
   return {};
 }
 
@@ -439,6 +443,7 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent_id, const cha
     return pinned >= 0 ? linkat(AT_FDCWD, proc.c_str(), dir, name, AT_SYMLINK_FOLLOW)
                        : linkat(w.dir_fd, w.name.c_str(), dir, name, 0);
   };
+  std::optional<ListingChange> changing(new_parent);
   const int to = new_parent.copy_fd(0);
   Upper& upper = *d.upper;
   const bool over_marker =
@@ -461,7 +466,7 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent_id, const cha
   }
   // With two names, the object is held by fd: the name it was found by may go first.
   if (auto fd = sys::open_path(to, new_name); fd.ok()) src.pin(std::move(*fd));
-  new_parent.drop_listing();
+  changing.reset();
   auto live = d.table->publish(src.shared_from_this());
   auto st = live->stat();
   if (!st.ok()) {

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <thread>
 
 #include "tests/fuse/parity.h"
@@ -499,6 +500,66 @@ TEST_F(Upper, CopiedUpInodeNumbersSurviveAMountByTheOtherImplementation) {
   EXPECT_EQ(lstat_of(mnt("f")).st_ino, file_ino) << "layerfs on the kernel's upper";
   EXPECT_EQ(lstat_of(mnt("d")).st_ino, dir_ino);
   EXPECT_NE(lstat_of(t_ / "kupper/f").st_ino, file_ino) << "the upper copy is another inode";
+}
+
+// A directory merged from many layers answers lookups from an index of its listing: after
+// every kind of change the answers must still be the kernel's.
+TEST_F(Upper, ADirectoryOfManyLayersStaysRightAcrossChanges) {
+  SKIP_WITHOUT_KERNEL_OVERLAY();
+  constexpr int kLayers = 12;
+  std::vector<fs::path> lk, ll;
+  for (const char* side : {"k", "l"}) {
+    for (int i = 0; i < kLayers; ++i) {
+      fs::path layer = t_ / side / ("layer" + std::to_string(i));
+      write_file(layer / "d" / ("f" + std::to_string(i)), "layer " + std::to_string(i));
+      make_dir(layer / "d" / ("sub" + std::to_string(i % 3)));
+      (side[0] == 'k' ? lk : ll).push_back(layer);
+    }
+    pin_atimes(t_ / side);
+    for (const char* d : {"upper", "work", "mnt"}) make_dir(t_ / side / d);
+  }
+  auto opts = [&](const char* side) {
+    return "upperdir=" + (t_ / side / "upper").string() +
+           ",workdir=" + (t_ / side / "work").string();
+  };
+  KernelOverlay kernel(lk, t_ / "k/mnt", opts("k"));
+  ASSERT_TRUE(kernel.ok()) << kernel.error();
+  LayerfsMount m(ll, t_ / "l/mnt", {"-o", opts("l")});
+  ASSERT_TRUE(m.ok()) << m.error();
+  // The kernel caches every name it has seen; dropping its dentries makes the next stat of a
+  // name a lookup in the daemon, which answers it from the index.
+  auto forget_names = [] {
+    sync();
+    std::ofstream("/proc/sys/vm/drop_caches") << "2";
+  };
+  for (const char* side : {"k", "l"}) {
+    const fs::path d = t_ / side / "mnt/d";
+    SCOPED_TRACE(side);
+    struct stat st;
+    ASSERT_EQ(chmod(d.c_str(), 0755), 0);  // d now has an upper copy too
+    ASSERT_EQ(snapshot(d).size(), static_cast<size_t>(kLayers + 4)) << "d, f0..f11, sub0..sub2";
+    forget_names();
+    ASSERT_EQ(lstat((d / "f11").c_str(), &st), 0);
+    EXPECT_NE(lstat((d / "nothing").c_str(), &st), 0);
+    write_file(d / "new", "new");
+    forget_names();
+    EXPECT_EQ(lstat((d / "new").c_str(), &st), 0) << "created after the index was built";
+    ASSERT_EQ(unlink((d / "f3").c_str()), 0);
+    forget_names();
+    EXPECT_NE(lstat((d / "f3").c_str(), &st), 0) << "removed after the index was built";
+    ASSERT_EQ(rename((d / "f5").c_str(), (d / "g").c_str()), 0);
+    forget_names();
+    EXPECT_NE(lstat((d / "f5").c_str(), &st), 0);
+    EXPECT_EQ(lstat((d / "g").c_str(), &st), 0);
+    ASSERT_EQ(rename((d / "f7").c_str(), (d / "f8").c_str()), 0) << "over a lower file";
+    ASSERT_EQ(rmdir((d / "sub1").c_str()), 0);
+    ASSERT_EQ(mkdir((d / "sub1").c_str(), 0755), 0);
+    write_file(d / "f3", "again");
+    forget_names();
+  }
+  Ignore ignore{.ino = true, .times = true, .dir_nlink = true, .blocks = true};
+  auto diffs = compare(snapshot(t_ / "k/mnt"), snapshot(t_ / "l/mnt"), ignore);
+  EXPECT_TRUE(diffs.empty()) << ::testing::PrintToString(diffs);
 }
 
 TEST_F(Upper, KillingTheDaemonMidCopyUpLeavesNoPartialFile) {
