@@ -15,7 +15,7 @@ namespace layerfs {
 
 std::optional<uint64_t> Daemon::kernel_origin_ino(const char* path) const {
   char buf[256];
-  std::string xattr = upper->xattr_prefix() + "origin";
+  const std::string xattr = upper->xattr_prefix() + "origin";
   ssize_t n = lgetxattr(path, xattr.c_str(), buf, sizeof buf);
   if (n <= 0) return std::nullopt;
   // The first lower layer that decodes the handle holds the origin, as kernel overlayfs finds
@@ -43,17 +43,36 @@ uint64_t Daemon::upper_st_ino(int dir_fd, const char* name, const struct stat& s
   // A copied-up object keeps the number it had below (kernel overlayfs does the same through
   // its origin xattr), recorded by copy_up.
   if (upper && !S_ISLNK(st.st_mode)) {
-    std::string path = "/proc/self/fd/" + std::to_string(dir_fd) + "/" + name;
-    std::string xattr = origin_ino_xattr(*upper);
-    char buf[32];
-    ssize_t n = lgetxattr(path.c_str(), xattr.c_str(), buf, sizeof buf - 1);
-    if (n > 0) {
-      buf[n] = '\0';
-      char* end = nullptr;
-      unsigned long long v = strtoull(buf, &end, 10);
-      if (*end == '\0' && v != 0) return v;
+    const std::string path = "/proc/self/fd/" + std::to_string(dir_fd) + "/" + name;
+    const std::string ino_xattr = origin_ino_xattr(*upper);
+    const std::string origin_xattr = upper->xattr_prefix() + "origin";
+    // One listxattr answers for most upper objects (created through the mount: no origin);
+    // values are read only for the names present.
+    char names[1024];
+    const ssize_t listed = llistxattr(path.c_str(), names, sizeof names);
+    const bool too_many = listed < 0 && errno == ERANGE;  // then just ask for each
+    auto has = [&](std::string_view x) {
+      if (too_many) return true;
+      for (ssize_t pos = 0; pos < listed;) {
+        std::string_view n(names + pos);
+        if (n == x) return true;
+        pos += static_cast<ssize_t>(n.size()) + 1;
+      }
+      return false;
+    };
+    if (has(ino_xattr)) {
+      char buf[32];
+      ssize_t n = lgetxattr(path.c_str(), ino_xattr.c_str(), buf, sizeof buf - 1);
+      if (n > 0) {
+        buf[n] = '\0';
+        char* end = nullptr;
+        unsigned long long v = strtoull(buf, &end, 10);
+        if (*end == '\0' && v != 0) return v;
+      }
     }
-    if (auto ino = kernel_origin_ino(path.c_str())) return *ino;
+    if (has(origin_xattr)) {
+      if (auto ino = kernel_origin_ino(path.c_str())) return *ino;
+    }
   }
   return stack->map_ino(0, st.st_ino);
 }

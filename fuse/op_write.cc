@@ -71,13 +71,6 @@ Result<acl::Inherited> permissions_for(const Daemon& d, int dir_fd, mode_t mode,
   return out;
 }
 
-// Whether `name` in the upper directory dir_fd is a whiteout device (which a new object must
-// replace by rename; a ".wh." marker is removed after the object is in place).
-bool is_device_whiteout_at(int dir_fd, const char* name) {
-  auto st = sys::stat_at(dir_fd, name);
-  return st.ok() && Whiteout::is_device_whiteout(*st);
-}
-
 // Builds the object in the work dir, owned by the caller, and moves it into the upper.
 Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind kind,
                               const NewObject& what, const Caller& who) {
@@ -92,7 +85,8 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
   if (!pst.ok()) return pst.err();
   // The kernel creates only names the merge does not show: the upper holds nothing there, or
   // a whiteout.
-  const bool over_whiteout = Upper::has_whiteout(dir, name);
+  const Upper::Marker marker = Upper::whiteout_at(dir, name);
+  const bool over_whiteout = marker != Upper::Marker::kNone;
   auto perms = kind == Kind::kSymlink ? acl::Inherited{.mode = 0777}
                                       : permissions_for(d, dir, what.mode, kind == Kind::kDir, who);
   if (!perms.ok()) return perms.err();
@@ -173,9 +167,9 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
     auto o = upper.mark_opaque(dfd->get());
     if (!o.ok()) return fail(o.err());
   }
-  auto in = upper.install(temp, dir, name, is_device_whiteout_at(dir, name));
+  auto in = upper.install(temp, dir, name, marker == Upper::Marker::kDevice);
   if (!in.ok()) return fail(in.err());
-  if (over_whiteout) {
+  if (marker == Upper::Marker::kFile) {
     auto cleared = Upper::clear_whiteout_file(dir, name);
     if (!cleared.ok()) return cleared.err();
   }
@@ -381,9 +375,8 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
     auto o = opaque_if_merging(d, *src, new_parent);
     if (!o.ok()) return o;
     const bool whiteout = d.lower_has(parent, name);
-    const bool over_marker =
-        !is_device_whiteout_at(to, new_name) && Upper::has_whiteout(to, new_name);
-    if (src->is_dir() && is_device_whiteout_at(to, new_name)) {
+    const Upper::Marker marker = Upper::whiteout_at(to, new_name);
+    if (src->is_dir() && marker == Upper::Marker::kDevice) {
       // A directory cannot replace a whiteout by rename; swap them, and the whiteout lands on
       // the old name, where it is either needed or removed.
       if (renameat2(from, name, to, new_name, RENAME_EXCHANGE) != 0) return last_errno();
@@ -400,7 +393,7 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
       auto w = upper.make_whiteout(from, name);
       if (!w.ok()) return w;
     }
-    if (over_marker) {
+    if (marker == Upper::Marker::kFile) {
       auto cleared = Upper::clear_whiteout_file(to, new_name);
       if (!cleared.ok()) return cleared;
     }
@@ -446,9 +439,8 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent_id, const cha
   std::optional<ListingChange> changing(new_parent);
   const int to = new_parent.copy_fd(0);
   Upper& upper = *d.upper;
-  const bool over_marker =
-      !is_device_whiteout_at(to, new_name) && Upper::has_whiteout(to, new_name);
-  if (is_device_whiteout_at(to, new_name)) {
+  const Upper::Marker marker = Upper::whiteout_at(to, new_name);
+  if (marker == Upper::Marker::kDevice) {
     std::string temp = upper.temp_name();
     if (link_to(upper.work_fd(), temp.c_str()) != 0) return (void)fuse_reply_err(req, errno);
     auto in = upper.install(temp, to, new_name, true);
@@ -459,7 +451,7 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent_id, const cha
   } else if (link_to(to, new_name) != 0) {
     return (void)fuse_reply_err(req, errno);
   }
-  if (over_marker) {
+  if (marker == Upper::Marker::kFile) {
     if (auto cleared = Upper::clear_whiteout_file(to, new_name); !cleared.ok()) {
       return (void)fuse_reply_err(req, cleared.error());
     }

@@ -195,11 +195,11 @@ Result<void> Upper::make_whiteout(int dir_fd, const char* name) {
   return {};
 }
 
-bool Upper::has_whiteout(int dir_fd, const char* name) {
+Upper::Marker Upper::whiteout_at(int dir_fd, const char* name) {
   auto st = sys::stat_at(dir_fd, name);
-  if (st.ok()) return Whiteout::is_device_whiteout(*st);
+  if (st.ok()) return Whiteout::is_device_whiteout(*st) ? Marker::kDevice : Marker::kNone;
   std::string marker = std::string(Whiteout::kPrefix) + name;
-  return sys::stat_at(dir_fd, marker.c_str()).ok();
+  return sys::stat_at(dir_fd, marker.c_str()).ok() ? Marker::kFile : Marker::kNone;
 }
 
 Result<void> Upper::clear_whiteout_file(int dir_fd, const char* name) {

@@ -48,8 +48,11 @@ class Upper {
   // (a directory with its contents): in one rename for a device whiteout; a ".wh." marker is
   // written first, then the name removed.
   Result<void> make_whiteout(int dir_fd, const char* name);
-  // Whether the upper directory dir_fd holds a whiteout for `name`, of either form.
-  static bool has_whiteout(int dir_fd, const char* name);
+  // The whiteout the upper directory dir_fd holds for `name`: a device at the name (which a new
+  // object replaces by rename), a ".wh.NAME" marker beside the absent name (removed once the
+  // new object is in place), or none.
+  enum class Marker { kNone, kDevice, kFile };
+  static Marker whiteout_at(int dir_fd, const char* name);
   // Removes a ".wh.NAME" marker, once NAME itself has been put in place (the upper's own name
   // shows whether or not the marker is there, so the order is crash-safe).
   static Result<void> clear_whiteout_file(int dir_fd, const char* name);

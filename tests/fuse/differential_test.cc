@@ -230,31 +230,11 @@ struct Outcome {
 
 enum class Whiteouts { kDevice, kFiles };
 
-// Sets an environment variable for the daemons forked while it lives.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, bool set) : name_(name), set_(set) {
-    if (set_) setenv(name_, "1", 1);
-  }
-  ~ScopedEnv() {
-    if (set_) unsetenv(name_);
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  bool set_;
-};
-
 // Paths of whiteout devices below `root`.
 std::vector<std::string> device_whiteouts(const fs::path& root) {
   std::vector<std::string> out;
   for (const auto& e : fs::recursive_directory_iterator(root)) {
-    struct stat st;
-    if (lstat(e.path().c_str(), &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == 0) {
-      out.push_back(e.path().lexically_relative(root).string());
-    }
+    if (is_device_whiteout(e.path())) out.push_back(e.path().lexically_relative(root).string());
   }
   return out;
 }
@@ -276,7 +256,7 @@ Outcome run_sequence(const std::vector<Op>& ops, Whiteouts mode) {
   {
     KernelOverlay kernel({t / "k/top", t / "k/base"}, t / "k/mnt", kernel_opts);
     if (!kernel.ok()) return {"kernel mount: " + kernel.error()};
-    ScopedEnv env("FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT", mode == Whiteouts::kFiles);
+    ScopedEnv env("FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT", mode == Whiteouts::kFiles ? "1" : nullptr);
     LayerfsMount mount({t / "l/top", t / "l/base"}, t / "l/mnt", {"-o", opts("l")});
     if (!mount.ok()) return {"layerfs mount: " + mount.error()};
     for (size_t i = 0; i < ops.size(); ++i) {

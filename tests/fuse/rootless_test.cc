@@ -20,10 +20,9 @@ constexpr const char* kUserName = "layerfs-test";
 // The test user's uid, creating the user if it does not exist yet.
 std::optional<uid_t> test_user() {
   if (passwd* pw = getpwnam(kUserName)) return pw->pw_uid;
-  RunResult r = run({"useradd", "--system", "--no-create-home", "--user-group", "--shell",
-                     "/usr/sbin/nologin", kUserName});
+  run({"useradd", "--system", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin",
+       kUserName});
   if (passwd* pw = getpwnam(kUserName)) return pw->pw_uid;
-  (void)r;
   return std::nullopt;
 }
 
@@ -53,23 +52,6 @@ class DevFuseForEveryone {
   mode_t old_mode_ = 0;
   bool changed_ = false;
 };
-
-std::string xattr_of(const fs::path& p, const char* name) {
-  char buf[64];
-  ssize_t n = lgetxattr(p.c_str(), name, buf, sizeof buf);
-  return n < 0 ? "" : std::string(buf, static_cast<size_t>(n));
-}
-
-bool is_device_whiteout(const fs::path& p) {
-  struct stat st {};
-  return lstat(p.c_str(), &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0);
-}
-
-struct stat lstat_of(const fs::path& p) {
-  struct stat st {};
-  EXPECT_EQ(lstat(p.c_str(), &st), 0) << p;
-  return st;
-}
 
 // Overlay xattrs in the trusted namespace anywhere below `root` (an unprivileged daemon cannot
 // write them; finding one means the privileged form was used).

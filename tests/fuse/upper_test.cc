@@ -43,17 +43,6 @@ class Upper : public ::testing::Test {
   TempDir t_{"upper"};
 };
 
-struct stat lstat_of(const fs::path& p) {
-  struct stat st {};
-  EXPECT_EQ(lstat(p.c_str(), &st), 0) << p;
-  return st;
-}
-
-bool is_whiteout(const fs::path& p) {
-  struct stat st {};
-  return lstat(p.c_str(), &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0);
-}
-
 void make_sparse(const fs::path& p, off_t size, const std::string& head) {
   write_file(p, head);
   ASSERT_EQ(truncate(p.c_str(), size), 0);
@@ -129,8 +118,8 @@ TEST_F(Upper, RemovingLowerObjectsWritesOnlyWhiteouts) {
   auto m = mount();
   ASSERT_EQ(unlink(mnt("big").c_str()), 0);
   ASSERT_EQ(run({"rm", "-rf", mnt("tree").string()}).status, 0);
-  EXPECT_TRUE(is_whiteout(upper("big")));
-  EXPECT_TRUE(is_whiteout(upper("tree")));
+  EXPECT_TRUE(is_device_whiteout(upper("big")));
+  EXPECT_TRUE(is_device_whiteout(upper("tree")));
   EXPECT_EQ(snapshot(t_ / "upper").size(), 3u) << paths_of(snapshot(t_ / "upper"));
   EXPECT_FALSE(fs::exists(mnt("big")));
   EXPECT_FALSE(fs::exists(mnt("tree")));
@@ -169,7 +158,7 @@ TEST_F(Upper, RenamingALowerDirectoryMovesItsWholeTree) {
     EXPECT_EQ(moved["link"].link, "a");
     EXPECT_EQ(moved.size(), 6u) << paths_of(moved);
   }
-  EXPECT_TRUE(is_whiteout(upper("src")));
+  EXPECT_TRUE(is_device_whiteout(upper("src")));
   std::string name = geteuid() == 0 ? "trusted.overlay.opaque" : "user.overlay.opaque";
   char v[2] = {};
   EXPECT_EQ(lgetxattr(upper("dst").c_str(), name.c_str(), v, 1), 1);
@@ -245,7 +234,7 @@ TEST_F(Upper, AFileUnlinkedWhileOpenStaysUsable) {
   ASSERT_EQ(fstat(fd, &st), 0);
   EXPECT_EQ(st.st_size, 5);
   close(fd);
-  EXPECT_TRUE(is_whiteout(upper("f")));
+  EXPECT_TRUE(is_device_whiteout(upper("f")));
 }
 
 TEST_F(Upper, SharedMmapWritesReachTheUpper) {
@@ -618,13 +607,13 @@ TEST_F(Upper, NoSpaceForACopyUpIsReportedAndChangesNothing) {
 TEST_F(Upper, QuotaExhaustedMidCopyUpIsReportedAndChangesNothing) {
   write_dense(t_ / "lower/big", 16);
   write_file(t_ / "lower/small", "ok");
-  setenv("LD_PRELOAD", FAULT_EDQUOT_LIB, 1);
-  setenv("LAYERFS_FAULT_EDQUOT_AFTER", "1048576", 1);
-  setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 1);  // the preload comes before ASan's
-  auto m = mount();
-  unsetenv("LD_PRELOAD");
-  unsetenv("LAYERFS_FAULT_EDQUOT_AFTER");
-  unsetenv("ASAN_OPTIONS");
+  std::unique_ptr<LayerfsMount> m;
+  {
+    ScopedEnv preload("LD_PRELOAD", FAULT_EDQUOT_LIB);
+    ScopedEnv after("LAYERFS_FAULT_EDQUOT_AFTER", "1048576");
+    ScopedEnv asan("ASAN_OPTIONS", "verify_asan_link_order=0");  // the preload comes first
+    m = mount();
+  }
   errno = 0;
   int fd = open(mnt("big").c_str(), O_WRONLY | O_APPEND);
   EXPECT_LT(fd, 0);

@@ -122,6 +122,21 @@ RunResult run(const std::vector<std::string>& argv, const std::vector<std::strin
   return r;
 }
 
+ScopedEnv::ScopedEnv(const char* name, const char* value) : name_(name), set_(value != nullptr) {
+  if (!set_) return;
+  if (const char* old = getenv(name)) old_ = old;
+  setenv(name, value, 1);
+}
+
+ScopedEnv::~ScopedEnv() {
+  if (!set_) return;
+  if (old_) {
+    setenv(name_.c_str(), old_->c_str(), 1);
+  } else {
+    unsetenv(name_.c_str());
+  }
+}
+
 bool is_mounted(const fs::path& path, const std::string& fstype_prefix) {
   std::ifstream in("/proc/self/mountinfo");
   std::string line;

@@ -41,6 +41,21 @@ struct RunResult {
 // Runs argv (argv[0] searched in PATH) with optional extra environment, capturing output.
 RunResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
 
+// Sets (value non-null) or leaves alone an environment variable while it lives, for the
+// daemons and commands forked meanwhile; the old value comes back afterwards.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value);
+  ~ScopedEnv();
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_;
+  std::optional<std::string> old_;
+  bool set_ = false;
+};
+
 // Whether path is a mount point of the given fs type (prefix match, e.g. "fuse").
 bool is_mounted(const fs::path& path, const std::string& fstype_prefix = "");
 

@@ -121,6 +121,23 @@ void pin_atimes(const fs::path& root) {
   }
 }
 
+struct stat lstat_of(const fs::path& p) {
+  struct stat st {};
+  EXPECT_EQ(lstat(p.c_str(), &st), 0) << p;
+  return st;
+}
+
+bool is_device_whiteout(const fs::path& p) {
+  struct stat st {};
+  return lstat(p.c_str(), &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0);
+}
+
+std::string xattr_of(const fs::path& p, const std::string& name) {
+  char buf[256];
+  ssize_t n = lgetxattr(p.c_str(), name.c_str(), buf, sizeof buf);
+  return n < 0 ? "" : std::string(buf, static_cast<size_t>(n));
+}
+
 bool can_set_trusted_xattrs(const fs::path& dir) {
   fs::path probe = dir / ".trusted-probe";
   write_file(probe, "");

@@ -28,6 +28,13 @@ void pin_atimes(const fs::path& root);
 // Whether this process may write trusted.* xattrs (needs CAP_SYS_ADMIN).
 bool can_set_trusted_xattrs(const fs::path& dir);
 
+// lstat of p; a path that cannot be read fails the test.
+struct stat lstat_of(const fs::path& p);
+// Whether p is a char device 0/0 (a whiteout).
+bool is_device_whiteout(const fs::path& p);
+// The value of xattr `name` of p (a symlink is not followed), or "" where it has none.
+std::string xattr_of(const fs::path& p, const std::string& name);
+
 struct NodeInfo {
   struct stat st {};
   std::string link;     // symlink target
