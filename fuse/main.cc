@@ -57,21 +57,16 @@ int run(const Options& opts) {
     log::error("/proc/self/fd: %s (layerfs needs /proc mounted)", strerror(errno));
     return 1;
   }
-  std::unique_ptr<Upper> upper;
+  // Everything is checked before anything is made: a mount that fails changes nothing on disk.
   std::vector<std::string> layer_paths = opts.lowerdirs;
+  std::vector<std::string> roles(layer_paths.size(), "lowerdir");
   if (!opts.upperdir.empty()) {
-    auto u = Upper::open(opts.upperdir, opts.workdir, opts.device_whiteouts);
-    if (auto* e = std::get_if<std::string>(&u)) {
-      log::error("%s", e->c_str());
-      return 1;
-    }
-    upper = std::move(std::get<std::unique_ptr<Upper>>(u));
     layer_paths.insert(layer_paths.begin(), opts.upperdir);
+    roles.insert(roles.begin(), "upperdir");
   }
-  auto opened = LayerStack::open(layer_paths);
+  auto opened = LayerStack::open(layer_paths, roles);
   if (auto* e = std::get_if<LayerStack::OpenError>(&opened)) {
-    const bool is_upper = upper && e->path == opts.upperdir;
-    log::error("%s '%s': %s", is_upper ? "upperdir" : "lowerdir", e->path.c_str(),
+    log::error("%s '%s': %s", roles[e->index].c_str(), layer_paths[e->index].c_str(),
                e->reason.c_str());
     return 1;
   }
@@ -85,9 +80,23 @@ int run(const Options& opts) {
   std::string mountpoint(real);
   free(real);
   struct stat mst;
-  if (stat(mountpoint.c_str(), &mst) < 0 || !S_ISDIR(mst.st_mode)) {
+  if (stat(mountpoint.c_str(), &mst) < 0) {
+    log::error("mountpoint '%s': %s", opts.mountpoint.c_str(), strerror(errno));
+    return 1;
+  }
+  if (!S_ISDIR(mst.st_mode)) {
     log::error("mountpoint '%s': %s", opts.mountpoint.c_str(), strerror(ENOTDIR));
     return 1;
+  }
+
+  std::unique_ptr<Upper> upper;
+  if (!opts.upperdir.empty()) {
+    auto u = Upper::open(opts.upperdir, opts.workdir, opts.device_whiteouts);
+    if (auto* e = std::get_if<std::string>(&u)) {
+      log::error("%s", e->c_str());
+      return 1;
+    }
+    upper = std::move(std::get<std::unique_ptr<Upper>>(u));
   }
 
   sys::raise_fd_limit();
@@ -143,13 +152,12 @@ int run(const Options& opts) {
     daemon.acl_wanted = probe.ok() || probe.error() == ENODATA;
   }
 
-  std::vector<std::string> fuse_opts = opts.fuse_opts;
-  if (!daemon.writable()) fuse_opts.push_back("ro");
-  fuse_opts.push_back("default_permissions");
-  fuse_opts.push_back("subtype=layerfs");
-  fuse_opts.push_back("fsname=" + (opts.source.empty() ? std::string("layerfs") : opts.source));
-  // Kernel overlayfs mounts are visible to every user; root's layerfs mounts are too.
-  if (geteuid() == 0 && !opts.allow_other_set) fuse_opts.push_back("allow_other");
+  std::vector<std::string> warnings;
+  const MountEnvironment env{.root = geteuid() == 0,
+                             .selinux = access("/sys/fs/selinux/enforce", F_OK) == 0,
+                             .read_only = !daemon.writable()};
+  std::vector<std::string> fuse_opts = kernel_mount_options(opts, env, &warnings);
+  for (const auto& w : warnings) log::warn("%s", w.c_str());
 
   std::string joined = join_fuse_options(fuse_opts);
   std::vector<const char*> argv = {"layerfs", "-o", joined.c_str()};
@@ -168,7 +176,10 @@ int run(const Options& opts) {
   if (fuse_set_signal_handlers(se) != 0) {
     log::error("cannot install signal handlers");
   } else if (fuse_session_mount(se, mountpoint.c_str()) != 0) {
-    log::error("mountpoint '%s': mount failed", opts.mountpoint.c_str());
+    // libfuse has printed the kernel's or fusermount3's reason.
+    log::error("mountpoint '%s': mount failed (options: %s)", opts.mountpoint.c_str(),
+               joined.c_str());
+    if (daemon.upper) daemon.upper->abandon();
   } else {
     if (!opts.foreground) fuse_daemonize(0);
     if (opts.threaded) {

@@ -230,7 +230,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   auto live = d.table->publish(r->inode);
   fuse_entry_param e;
   d.fill_entry(live, r->st, &e);
-  auto* h = new FileHandle(live, std::move(r->fd), 0, false);
+  auto* h = new FileHandle(live, std::move(r->fd), 0, false, (fi->flags & O_DIRECT) != 0);
   fi->fh = reinterpret_cast<uint64_t>(h);
   fi->keep_cache = d.cache.keep_page_cache;
   if (fuse_reply_create(req, &e, fi) != 0) {
@@ -374,6 +374,11 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
     }
     auto o = opaque_if_merging(d, *src, new_parent);
     if (!o.ok()) return o;
+    // Open files outlive the name they lose here: the replaced object is held by fd before the
+    // name leads to the new one (fstat of it must answer for it, not for what replaced it).
+    if (dst && !dst->is_dir()) {
+      if (auto fd = dst->path_fd(); fd.ok()) dst->pin(std::move(*fd));
+    }
     const bool whiteout = d.lower_has(parent, name);
     const Upper::Marker marker = Upper::whiteout_at(to, new_name);
     if (src->is_dir() && marker == Upper::Marker::kDevice) {
@@ -398,9 +403,6 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
       if (!cleared.ok()) return cleared;
     }
     if (dst) {
-      if (!dst->is_dir()) {
-        if (auto fd = dst->path_fd(); fd.ok()) dst->pin(std::move(*fd));
-      }
       auto dst_st = dst->stat();
       if (dst->is_dir() || !dst_st.ok() || dst_st->st_nlink <= 1) d.table->unhash(*dst);
     }
@@ -493,6 +495,17 @@ Result<void> apply_setattr(const Daemon& d, Inode& inode, const struct stat& att
   if (!fd.ok()) return fd.err();
   char proc[32];
   snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd->get());
+  constexpr int kAttrs = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
+                         FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME;
+  if ((to_set & kAttrs) == 0) {
+    // chown(f, -1, -1) and the like change nothing but ctime, and the kernel sends no field
+    // for it unless it caches writes: a chown to -1, -1 below updates ctime the same way.
+    if (fchownat(fd->get(), "", static_cast<uid_t>(-1), static_cast<gid_t>(-1),
+                 AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+      return last_errno();
+    }
+    return {};
+  }
   if (!d.override_xattr.empty() && !S_ISLNK(inode.type()) &&
       (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
     auto o = set_override(d, inode, fd->get(), attr, to_set);

@@ -1,6 +1,7 @@
 // getxattr, listxattr. Overlay-private xattrs never show through the mount.
 #include <sys/xattr.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -81,6 +82,24 @@ Result<std::string> writable_xattr_path(Daemon& d, Inode& inode, const char* nam
   return "/proc/self/fd/" + std::to_string(holder->get());
 }
 
+// Setting an access ACL clears the set-group-ID bit when the caller is neither in the file's
+// group nor privileged, as the kernel does (posix_acl_update_mode); the daemon sets the ACL
+// with its own privilege, so it clears the bit itself.
+Result<void> clear_sgid_for_acl(fuse_req_t req, const Daemon& d, int fd) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  if (ctx->uid == 0) return {};
+  auto st = sys::stat_fd(fd);
+  if (!st.ok()) return st.err();
+  if (!(st->st_mode & S_ISGID) || S_ISDIR(st->st_mode)) return {};
+  const gid_t group = st->st_gid;
+  bool member = d.disk_gid(ctx->gid) == group;
+  gid_t groups[64];
+  const int n = fuse_req_getgroups(req, 64, groups);
+  for (int i = 0; !member && i < std::min(n, 64); ++i) member = d.disk_gid(groups[i]) == group;
+  if (member) return {};
+  return sys::chmod_fd(fd, st->st_mode & 07777 & ~static_cast<mode_t>(S_ISGID));
+}
+
 void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
                  int flags) {
   Daemon& d = Daemon::of(req);
@@ -88,7 +107,12 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* v
   auto path = writable_xattr_path(d, d.inode(ino), name, &holder);
   if (!path.ok()) return (void)fuse_reply_err(req, path.error());
   int r = setxattr(path->c_str(), name, value, size, flags);
-  fuse_reply_err(req, r == 0 ? 0 : errno);
+  if (r != 0) return (void)fuse_reply_err(req, errno);
+  if (name == std::string_view(acl::kAccess)) {
+    auto cleared = clear_sgid_for_acl(req, d, holder.get());
+    if (!cleared.ok()) return (void)fuse_reply_err(req, cleared.error());
+  }
+  fuse_reply_err(req, 0);
 }
 
 void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {

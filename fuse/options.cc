@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
+#include <cmath>
 #include <cstdlib>
 
 namespace layerfs {
@@ -46,12 +48,21 @@ bool one_of(const std::array<std::string_view, N>& set, std::string_view v) {
   return std::find(set.begin(), set.end(), v) != set.end();
 }
 
+// A finite, non-negative number: "nan", "inf" and values past a double's range are refused.
 bool parse_double(const std::string& s, double* out) {
   char* end = nullptr;
+  errno = 0;
   double v = strtod(s.c_str(), &end);
-  if (s.empty() || *end != '\0' || v < 0) return false;
+  if (s.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(v) || v < 0) return false;
   *out = v;
   return true;
+}
+
+// A switch written 0 or 1, as fuse-overlayfs documents them.
+std::optional<bool> parse_switch(const std::string& s) {
+  if (s == "0") return false;
+  if (s == "1") return true;
+  return std::nullopt;
 }
 
 // Applies one KEY[=VALUE] from an -o list.
@@ -63,8 +74,9 @@ std::variant<std::monostate, ParseError> apply_option(Options& o, const std::str
 
   if (key == "lowerdir") {
     auto dirs = split_lowerdir(raw);
-    if (dirs.empty()) return ParseError{"lowerdir= names no directory"};
-    o.lowerdirs.insert(o.lowerdirs.end(), dirs.begin(), dirs.end());
+    if (auto* e = std::get_if<std::string>(&dirs)) return ParseError{"lowerdir=" + raw + ": " + *e};
+    auto& list = std::get<std::vector<std::string>>(dirs);
+    o.lowerdirs.insert(o.lowerdirs.end(), list.begin(), list.end());
   } else if (key == "upperdir") {
     o.upperdir = unescape(raw);
   } else if (key == "workdir") {
@@ -74,7 +86,9 @@ std::variant<std::monostate, ParseError> apply_option(Options& o, const std::str
       return ParseError{"timeout=" + raw + ": not a number of seconds"};
     }
   } else if (key == "threaded") {
-    o.threaded = unescape(raw) != "0";
+    auto v = parse_switch(unescape(raw));
+    if (!v) return ParseError{"threaded=" + raw + ": not 0 or 1"};
+    o.threaded = *v;
   } else if (key == "max_threads") {
     double v = 0;
     if (!parse_double(unescape(raw), &v) || v < 1) {
@@ -82,7 +96,9 @@ std::variant<std::monostate, ParseError> apply_option(Options& o, const std::str
     }
     o.max_threads = static_cast<int>(v);
   } else if (key == "fsync") {
-    o.fsync = unescape(raw) != "0";
+    auto v = parse_switch(unescape(raw));
+    if (!v) return ParseError{"fsync=" + raw + ": not 0 or 1"};
+    o.fsync = *v;
   } else if (key == "volatile" && !has_value) {
     o.fsync = false;
   } else if (key == "uidmapping" || key == "gidmapping") {
@@ -117,6 +133,8 @@ std::variant<std::monostate, ParseError> apply_option(Options& o, const std::str
     o.acl = false;
   } else if (key == "redirect_dir" && unescape(raw) == "off") {
     // What layerfs does anyway: it never writes redirects.
+  } else if ((key == "fsname" || key == "subtype") && has_value) {
+    (key == "fsname" ? o.fsname : o.subtype) = unescape(raw);
   } else if (key == "debug") {
     o.debug = true;
   } else if ((one_of(kIgnoredFlags, key) && !has_value) || key.starts_with("x-")) {
@@ -170,24 +188,34 @@ std::string unescape(std::string_view value) {
   return out;
 }
 
-std::vector<std::string> split_lowerdir(std::string_view value) {
-  std::vector<std::string> out;
-  std::string cur;
-  auto flush = [&] {
-    if (!cur.empty()) out.push_back(unescape(cur));
-    cur.clear();
-  };
+std::variant<std::vector<std::string>, std::string> split_lowerdir(std::string_view value) {
+  std::vector<std::string> parts{""};  // raw, escapes kept; an unescaped colon starts the next
   for (size_t i = 0; i < value.size(); ++i) {
     if (value[i] == '\\' && i + 1 < value.size()) {
-      cur += value[i];
-      cur += value[++i];
+      parts.back() += value[i];
+      parts.back() += value[++i];
     } else if (value[i] == ':') {
-      flush();
+      parts.emplace_back();
     } else {
-      cur += value[i];
+      parts.back() += value[i];
     }
   }
-  flush();
+  // As kernel overlayfs (6.x): a trailing colon is refused, and "::" starts the data-only lower
+  // layers, whose files are reached only through metacopy redirects, which layerfs neither
+  // writes nor follows.
+  const size_t n = parts.size();
+  if (std::all_of(parts.begin(), parts.end(), [](const std::string& p) { return p.empty(); })) {
+    return std::string("names no directory");
+  }
+  if (n >= 2 && parts[n - 1].empty() && !parts[n - 2].empty()) {
+    return std::string("unescaped trailing colon");
+  }
+  if (parts.front().empty()) return std::string("starts with a colon");
+  for (const std::string& p : parts) {
+    if (p.empty()) return std::string("data-only lower layers ('::') are not supported");
+  }
+  std::vector<std::string> out;
+  for (const std::string& p : parts) out.push_back(unescape(p));
   return out;
 }
 
@@ -200,6 +228,37 @@ std::string join_fuse_options(const std::vector<std::string>& opts) {
       out += c;
     }
   }
+  return out;
+}
+
+std::vector<std::string> kernel_mount_options(const Options& o, const MountEnvironment& env,
+                                              std::vector<std::string>* warnings) {
+  std::vector<std::string> out;
+  auto given = [&](std::string_view flag) {
+    return std::find(o.fuse_opts.begin(), o.fuse_opts.end(), flag) != o.fuse_opts.end();
+  };
+  // Kernel overlayfs honours set-id bits and device nodes; libfuse mounts nosuid,nodev unless
+  // told otherwise. As root, layerfs asks for both (fuse-overlayfs adds suid as root), and an
+  // explicit nosuid or nodev (containers-storage passes nodev) still wins.
+  if (env.root && !given("nosuid")) out.emplace_back("suid");
+  if (env.root && !given("nodev")) out.emplace_back("dev");
+  for (const std::string& opt : o.fuse_opts) {
+    const std::string key = opt.substr(0, opt.find('='));
+    if (key.ends_with("context") && !env.selinux) {
+      // The kernel refuses SELinux labels where SELinux is off (EINVAL from mount): the label
+      // means nothing there, so it goes, as fuse-overlayfs lets it.
+      if (warnings) warnings->push_back("option '" + opt + "' ignored: SELinux is not enabled");
+      continue;
+    }
+    out.push_back(opt);
+  }
+  if (env.read_only && !given("ro")) out.emplace_back("ro");
+  out.emplace_back("default_permissions");
+  out.push_back("subtype=" + (o.subtype.empty() ? std::string("layerfs") : o.subtype));
+  std::string fsname = o.fsname.empty() ? o.source : o.fsname;
+  out.push_back("fsname=" + (fsname.empty() ? std::string("layerfs") : fsname));
+  // Kernel overlayfs mounts are visible to every user; root's layerfs mounts are too.
+  if (env.root && !o.allow_other_set) out.emplace_back("allow_other");
   return out;
 }
 

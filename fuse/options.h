@@ -20,7 +20,9 @@ struct Options {
   std::vector<std::string> lowerdirs;  // top first
   std::string upperdir;
   std::string workdir;
-  std::string source;  // mount source, shown as the fsname
+  std::string source;   // mount source, shown as the fsname
+  std::string fsname;   // fsname=: the source the kernel shows (default: SOURCE, else "layerfs")
+  std::string subtype;  // subtype=: the type shows as fuse.SUBTYPE (default: layerfs)
   std::string mountpoint;
 
   bool foreground = false;
@@ -57,10 +59,25 @@ std::variant<Options, ParseError> parse_command_line(const std::vector<std::stri
 
 // Splits an -o list on unescaped, unquoted commas. Escapes are kept for the value parsers.
 std::vector<std::string> split_option_list(std::string_view list);
-// Splits a lowerdir value on unescaped colons and unescapes each path; empty parts are dropped.
-std::vector<std::string> split_lowerdir(std::string_view value);
+// Splits a lowerdir value on unescaped colons and unescapes each path. An empty part (a leading
+// or trailing colon, "::") is an error, returned as the reason.
+std::variant<std::vector<std::string>, std::string> split_lowerdir(std::string_view value);
 // Removes one level of backslash escapes and of double quotes.
 std::string unescape(std::string_view value);
+
+// What the machine and the mount are, for kernel_mount_options.
+struct MountEnvironment {
+  bool root = false;       // the daemon runs as root
+  bool selinux = false;    // the kernel takes SELinux context= options
+  bool read_only = false;  // no upperdir
+};
+
+// The options layerfs mounts with: the user's kernel options (context= options dropped where
+// SELinux is off, each with a warning), then what layerfs adds: ro without an upper,
+// default_permissions, fsname and subtype, and as root suid, dev and allow_other unless nosuid,
+// nodev or allow_other were given.
+std::vector<std::string> kernel_mount_options(const Options& o, const MountEnvironment& env,
+                                              std::vector<std::string>* warnings);
 
 // The -o string for libfuse: commas and backslashes inside an option are escaped for it.
 std::string join_fuse_options(const std::vector<std::string>& opts);

@@ -191,6 +191,11 @@ Result<CopyUpResult> copy_up(Upper& upper, int src_dir, const char* src_name, in
                              const char* dst_name, const CopyUpOptions& opts) {
   auto st = sys::stat_at(src_dir, src_name);
   if (!st.ok()) return st.err();
+  // A copy-up is not a change the directory shows: its times stay as they were (kernel
+  // overlayfs restores them the same way), so a parent copied up just before keeps its lower
+  // times too.
+  auto parent = sys::stat_at(dst_dir, "");
+  if (!parent.ok()) return parent.err();
   std::string temp = upper.temp_name();
   auto built = build(upper, src_dir, src_name, temp, *st, opts);
   if (!built.ok()) {
@@ -202,6 +207,8 @@ Result<CopyUpResult> copy_up(Upper& upper, int src_dir, const char* src_name, in
     upper.discard(temp);
     return installed.err();
   }
+  const timespec parent_times[2] = {parent->st_atim, parent->st_mtim};
+  if (utimensat(dst_dir, "", parent_times, AT_EMPTY_PATH) != 0) return last_errno();
   auto now = sys::stat_at(dst_dir, dst_name);
   if (!now.ok()) return now.err();
   return CopyUpResult{*now, *built};

@@ -32,6 +32,18 @@ std::variant<IdMap, std::string> IdMap::parse(std::string_view value) {
       return "'" + std::string(value) + "': range " + std::to_string(i / 3 + 1) +
              " is empty or runs past the largest id";
     }
+    // Overlapping ranges would make an id map two ways: the map must be one to one.
+    auto overlap = [](uint32_t a, uint32_t b, uint32_t count_a, uint32_t count_b) {
+      return uint64_t{a} < uint64_t{b} + count_b && uint64_t{b} < uint64_t{a} + count_a;
+    };
+    for (size_t j = 0; j < map.ranges_.size(); ++j) {
+      const Range& o = map.ranges_[j];
+      const bool disk = overlap(r.disk, o.disk, r.count, o.count);
+      if (disk || overlap(r.shown, o.shown, r.count, o.count)) {
+        return "'" + std::string(value) + "': ranges " + std::to_string(j + 1) + " and " +
+               std::to_string(i / 3 + 1) + " overlap (" + (disk ? "DISK" : "SHOWN") + " ids)";
+      }
+    }
     map.ranges_.push_back(r);
   }
   return map;

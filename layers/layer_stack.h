@@ -35,15 +35,16 @@ struct Layer {
 class LayerStack {
  public:
   struct OpenError {
-    std::string path;
-    std::string reason;
+    size_t index;        // of the path that cannot serve as a layer
+    std::string reason;  // names the other layer where two overlap
   };
 
   // Opens every path as a layer. The first path that cannot serve as one is returned. Layers
   // may not overlap (one root equal to or inside another), as kernel overlayfs requires: the
-  // merge would otherwise contain itself.
+  // merge would otherwise contain itself. `roles` names what each path is in messages
+  // ("upperdir"; "lowerdir" where it has no entry).
   static std::variant<std::shared_ptr<const LayerStack>, OpenError> open(
-      const std::vector<std::string>& paths);
+      const std::vector<std::string>& paths, const std::vector<std::string>& roles = {});
 
   size_t size() const { return layers_.size(); }
   const Layer& layer(size_t i) const { return layers_[i]; }

@@ -108,20 +108,24 @@ std::variant<std::unique_ptr<Upper>, std::string> Upper::open(const std::string&
                                                      : work_lock.err().message());
   }
 
-  if (mkdirat(workdir->get(), "work", 0700) != 0 && errno != EEXIST) {
+  bool made = mkdirat(workdir->get(), "work", 0700) == 0;
+  if (!made && errno != EEXIST) {
     return describe("workdir", work_path, "cannot create work: " + Errno{errno}.message());
   }
+  // A failure from here on removes the work dir it made.
+  auto fail = [&](std::string why) {
+    if (made) unlinkat(workdir->get(), "work", AT_REMOVEDIR);
+    return describe("workdir", work_path, why);
+  };
   auto work = sys::open_at(workdir->get(), "work", O_PATH | O_DIRECTORY | O_NOFOLLOW);
-  if (!work.ok()) return describe("workdir", work_path, "work: " + work.err().message());
+  if (!work.ok()) return fail("work: " + work.err().message());
   auto cleaned = remove_contents(work->get());
-  if (!cleaned.ok()) {
-    return describe("workdir", work_path, "cannot empty work: " + cleaned.err().message());
-  }
+  if (!cleaned.ok()) return fail("cannot empty work: " + cleaned.err().message());
 
   // trusted.* needs CAP_SYS_ADMIN; without it the markers go to user.*, as kernel overlayfs
   // does with userxattr.
   auto probe = sys::open_at(work->get(), "#probe", O_WRONLY | O_CREAT | O_EXCL, 0600);
-  if (!probe.ok()) return describe("workdir", work_path, "not writable: " + probe.err().message());
+  if (!probe.ok()) return fail("not writable: " + probe.err().message());
   bool trusted = fsetxattr(probe->get(), "trusted.overlay.layerfs", "y", 1, 0) == 0;
   up->device_whiteouts_ =
       device_whiteouts && mknodat(work->get(), "#probe-wh", S_IFCHR, makedev(0, 0)) == 0;
@@ -134,7 +138,16 @@ std::variant<std::unique_ptr<Upper>, std::string> Upper::open(const std::string&
   up->work_lock_ = std::move(*work_lock);
   up->dev_ = ust->st_dev;
   up->prefix_ = trusted ? "trusted.overlay." : "user.overlay.";
+  up->made_work_ = made;
+  up->workdir_ = std::move(*workdir);
   return up;
+}
+
+void Upper::abandon() {
+  if (!made_work_) return;
+  (void)remove_contents(work_.get());
+  unlinkat(workdir_.get(), "work", AT_REMOVEDIR);
+  made_work_ = false;
 }
 
 std::string Upper::temp_name() {

@@ -64,6 +64,9 @@ class Upper {
   Result<void> install(const std::string& temp, int dir_fd, const char* name, bool replace);
   // Removes a work-dir entry (a directory with everything in it).
   void discard(const std::string& temp);
+  // The mount did not happen: removes workdir/work if open() made it, so a failed mount leaves
+  // nothing behind.
+  void abandon();
 
  private:
   UniqueFd upper_;
@@ -73,6 +76,8 @@ class Upper {
   dev_t dev_ = 0;
   std::string prefix_;
   bool device_whiteouts_ = true;
+  bool made_work_ = false;  // open() created workdir/work
+  UniqueFd workdir_;        // O_PATH on workdir, for abandon()
   std::atomic<uint64_t> counter_{0};
 };
 

@@ -52,6 +52,12 @@ Result<UniqueFd> dup_fd(int fd) {
   return UniqueFd(d);
 }
 
+Result<void> chmod_fd(int fd, mode_t mode) {
+  ProcPath p(fd);
+  if (::chmod(p.buf, mode) != 0) return last_errno();
+  return {};
+}
+
 Result<struct stat> stat_at(int dirfd, const char* name) {
   struct stat st;
   int flags = AT_SYMLINK_NOFOLLOW | (name[0] == '\0' ? AT_EMPTY_PATH : 0);

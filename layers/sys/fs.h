@@ -40,6 +40,8 @@ Result<struct stat> stat_at(int dirfd, const char* name);
 Result<struct stat> stat_fd(int fd);
 
 Result<std::string> read_link_at(int dirfd, const char* name);
+// chmod of the object behind an fd of any kind (O_PATH included), through /proc/self/fd.
+Result<void> chmod_fd(int fd, mode_t mode);
 Result<struct statfs> stat_fs(int fd);
 
 // Extended attributes of the object behind an fd of any kind (O_PATH included, symlinks too).

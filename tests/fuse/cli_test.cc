@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "tests/fuse/parity.h"
 
@@ -214,6 +215,153 @@ TEST(Cli, MountTypeFuseLayerfs) {
   RunResult u = run({"umount", (t / "mnt").string()});
   EXPECT_EQ(u.status, 0) << u.err;
   EXPECT_TRUE(guard.wait_exit(10)) << "the daemon did not exit after umount";
+}
+
+TEST(Cli, AnOverlapNamesTheRoleOfEachDirectory) {
+  TempDir t("cli");
+  make_dir(t / "u/x");
+  make_dir(t / "w");
+  make_dir(t / "mnt");
+  RunResult r = run({LAYERFS_BIN, "-o",
+                     "lowerdir=" + (t / "u/x").string() + ",upperdir=" + (t / "u").string() +
+                         ",workdir=" + (t / "w").string(),
+                     (t / "mnt").string()});
+  EXPECT_EQ(r.status, 1);
+  ASSERT_EQ(lines_of(r.err).size(), 1u) << r.err;
+  EXPECT_NE(r.err.find("lowerdir '" + (t / "u/x").string() + "': inside upperdir '" +
+                       (t / "u").string() + "'"),
+            std::string::npos)
+      << r.err;
+}
+
+// Whatever is wrong, a failed mount leaves the upper and work dirs as they were.
+TEST(Cli, AFailedMountChangesNothingOnDisk) {
+  TempDir t("cli");
+  make_dir(t / "l");
+  make_dir(t / "u");
+  make_dir(t / "w");
+  make_dir(t / "mnt");
+  write_file(t / "a-file", "x");
+  const std::string upper = ",upperdir=" + (t / "u").string() + ",workdir=" + (t / "w").string();
+  struct Case {
+    std::string what, lowerdir, upper, mountpoint;
+  };
+  const std::vector<Case> cases = {
+      {"missing lowerdir", (t / "nope").string(), upper, (t / "mnt").string()},
+      {"upper inside lower", t.path().string(), upper, (t / "mnt").string()},
+      {"missing mountpoint", (t / "l").string(), upper, (t / "no-mnt").string()},
+      {"mountpoint not a dir", (t / "l").string(), upper, (t / "a-file").string()},
+      {"bad option", (t / "l").string(), upper + ",fsync=banana", (t / "mnt").string()},
+  };
+  for (const Case& c : cases) {
+    RunResult r = run({LAYERFS_BIN, "-o", "lowerdir=" + c.lowerdir + c.upper, c.mountpoint});
+    EXPECT_EQ(r.status, 1) << c.what;
+    EXPECT_EQ(lines_of(r.err).size(), 1u) << c.what << ": " << r.err;
+    EXPECT_TRUE(fs::is_empty(t / "w")) << c.what << ": workdir was written";
+    EXPECT_TRUE(fs::is_empty(t / "u")) << c.what << ": upperdir was written";
+  }
+  EXPECT_FALSE(is_mounted(t / "mnt"));
+}
+
+// The mount's own refusal (here: a kernel option FUSE does not take) also leaves no work dir.
+TEST(Cli, AMountTheKernelRefusesLeavesNoWorkDir) {
+  SKIP_WITHOUT_FUSE();
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to mount without fusermount3";
+  TempDir t("cli");
+  for (const char* d : {"l", "u", "w", "mnt"}) make_dir(t / d);
+  RunResult r = run({LAYERFS_BIN, "-f", "-o",
+                     "lowerdir=" + (t / "l").string() + ",upperdir=" + (t / "u").string() +
+                         ",workdir=" + (t / "w").string() + ",blksize=4096",
+                     (t / "mnt").string()});
+  if (r.status == 0) {
+    unmount(t / "mnt");
+    GTEST_SKIP() << "the kernel took the options";
+  }
+  EXPECT_NE(r.err.find("mount failed"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::is_empty(t / "w")) << "workdir/work was left behind";
+  EXPECT_FALSE(is_mounted(t / "mnt"));
+}
+
+// The mount options as /proc/self/mountinfo shows them: per-mount flags and superblock options.
+std::string mount_line(const fs::path& mnt) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, devno, root, point;
+    fields >> id >> parent >> devno >> root >> point;
+    if (point == mnt.string()) return line;
+  }
+  return "";
+}
+
+// containers-storage's exact command line with SELinux labelling on, on a machine without
+// SELinux: the label is dropped with a warning, and the mount works.
+TEST(Cli, ContainersStorageArgvWithContextMountsWhereSELinuxIsOff) {
+  SKIP_WITHOUT_FUSE();
+  if (fs::exists("/sys/fs/selinux/enforce")) GTEST_SKIP() << "SELinux is on here";
+  TempDir t("cli");
+  write_file(t / "l/f", "lower");
+  for (const char* d : {"u", "w", "merged"}) make_dir(t / d);
+  DaemonGuard guard(t / "merged", t.path().string());
+  RunResult r = run({LAYERFS_BIN, "-o",
+                     "lowerdir=" + (t / "l").string() + ",upperdir=" + (t / "u").string() +
+                         ",workdir=" + (t / "w").string() +
+                         ",nodev,volatile,context=\"system_u:object_r:container_file_t:s0\"",
+                     (t / "merged").string()});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("SELinux"), std::string::npos) << r.err;
+  EXPECT_TRUE(is_mounted(t / "merged", "fuse.layerfs"));
+  EXPECT_EQ(snapshot(t / "merged")["f"].content, "lower");
+  EXPECT_NE(mount_line(t / "merged").find("nodev"), std::string::npos);
+  RunResult u = run({"fusermount3", "-u", (t / "merged").string()});
+  EXPECT_EQ(u.status, 0) << u.err;
+  EXPECT_TRUE(guard.wait_exit(10));
+}
+
+TEST(Cli, FsnameAndSubtypeAreWhatTheKernelShows) {
+  SKIP_WITHOUT_FUSE();
+  TempDir t("cli");
+  write_file(t / "l/f", "f");
+  TempDir mnt("mnt");
+  LayerfsMount mount({t / "l"}, mnt.path(), {"-o", "fsname=my-image-layers,subtype=mine"});
+  ASSERT_TRUE(mount.ok()) << mount.error();
+  EXPECT_TRUE(is_mounted(mnt.path(), "fuse.mine"));
+  RunResult findmnt = run({"findmnt", "-n", "-o", "SOURCE,FSTYPE", mnt.path().string()});
+  EXPECT_EQ(findmnt.out, "my-image-layers fuse.mine\n");
+}
+
+// As root, setuid binaries run with their owner's privilege and device nodes work, as on
+// kernel overlayfs; nosuid and nodev given explicitly still win.
+TEST(Cli, AsRootSetuidBinariesRunAsTheirOwner) {
+  SKIP_WITHOUT_FUSE();
+  if (geteuid() != 0) GTEST_SKIP() << "suid mounts need root";
+  TempDir t("cli");
+  make_dir(t / "l");
+  ASSERT_EQ(run({"cp", "/usr/bin/id", (t / "l/id").string()}).status, 0);
+  ASSERT_EQ(chmod((t / "l/id").c_str(), 04755), 0);
+  ASSERT_EQ(chmod(t.path().c_str(), 0755), 0);
+  TempDir mnt("mnt");
+  ASSERT_EQ(chmod(mnt.path().c_str(), 0755), 0);
+  {
+    LayerfsMount mount({t / "l"}, mnt.path());
+    ASSERT_TRUE(mount.ok()) << mount.error();
+    const std::string line = mount_line(mnt.path());
+    EXPECT_EQ(line.find("nosuid"), std::string::npos) << line;
+    EXPECT_EQ(line.find("nodev"), std::string::npos) << line;
+    RunResult id = run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        (mnt.path() / "id").string(), "-u"});
+    EXPECT_EQ(id.status, 0) << id.err;
+    EXPECT_EQ(id.out, "0\n") << "the setuid bit was not honoured";
+  }
+  LayerfsMount mount({t / "l"}, mnt.path(), {"-o", "nosuid,nodev"});
+  ASSERT_TRUE(mount.ok()) << mount.error();
+  const std::string line = mount_line(mnt.path());
+  EXPECT_NE(line.find("nosuid"), std::string::npos) << line;
+  EXPECT_NE(line.find("nodev"), std::string::npos) << line;
+  RunResult id = run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                      (mnt.path() / "id").string(), "-u"});
+  EXPECT_EQ(id.out, "65534\n");
 }
 
 }  // namespace

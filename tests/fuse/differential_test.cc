@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <functional>
 #include <random>
+#include <set>
 #include <sstream>
 
 #include "tests/fuse/parity.h"
@@ -196,6 +197,53 @@ std::string apply(const fs::path& root, const Op& op) {
   return "?";
 }
 
+// Directory mtimes in the layers: one instant long past, so that a directory whose mtime still
+// shows it was not changed by the sequence on that mount. Copy-ups must not change it.
+constexpr time_t kLayerDirMtime = 1577836800;  // 2020-01-01
+
+void pin_dir_mtimes(const fs::path& root) {
+  const timespec times[2] = {{0, UTIME_OMIT}, {kLayerDirMtime, 0}};
+  auto pin = [&](const fs::path& p) {
+    ASSERT_EQ(utimensat(AT_FDCWD, p.c_str(), times, AT_SYMLINK_NOFOLLOW), 0) << p;
+  };
+  for (const auto& e : fs::recursive_directory_iterator(root)) {
+    if (e.is_directory() && !e.is_symlink()) pin(e.path());
+  }
+  pin(root);
+}
+
+// The directories of the layers (relative paths), whose mtimes are compared after every step.
+std::vector<std::string> layer_dirs(const fs::path& top, const fs::path& base) {
+  std::set<std::string> out{""};
+  for (const fs::path& root : {top, base}) {
+    for (const auto& e : fs::recursive_directory_iterator(root)) {
+      if (e.is_directory() && !e.is_symlink()) out.insert(e.path().lexically_relative(root));
+    }
+  }
+  return {out.begin(), out.end()};
+}
+
+// Directories whose mtime one mount still shows as the layers' own while the other does not:
+// one of them changed a directory the other left alone (a copy-up that touched its parents).
+// Checked after every step, since a long sequence ends up changing every directory on both.
+std::string dir_mtime_diff(const fs::path& kernel, const fs::path& ours,
+                           const std::vector<std::string>& dirs) {
+  for (const std::string& d : dirs) {
+    struct stat k {
+    }, o{};
+    if (lstat((kernel / d).c_str(), &k) != 0 || lstat((ours / d).c_str(), &o) != 0) continue;
+    if (!S_ISDIR(k.st_mode) || !S_ISDIR(o.st_mode)) continue;
+    const bool k_pinned = k.st_mtim.tv_sec == kLayerDirMtime;
+    const bool o_pinned = o.st_mtim.tv_sec == kLayerDirMtime;
+    if (k_pinned != o_pinned) {
+      return "'" + d + "': directory mtime " +
+             (k_pinned ? "kept by the kernel, changed by layerfs"
+                       : "changed by the kernel, kept by layerfs");
+    }
+  }
+  return "";
+}
+
 // Two lower layers using every marker kernel overlayfs reads, over the namespace above.
 void make_layers(const fs::path& top, const fs::path& base) {
   write_file(base / "f", "base f");
@@ -221,6 +269,8 @@ void make_layers(const fs::path& top, const fs::path& base) {
   set_xattr(base / "low/f", "user.k", "0");
   pin_atimes(top);
   pin_atimes(base);
+  pin_dir_mtimes(top);
+  pin_dir_mtimes(base);
 }
 
 struct Outcome {
@@ -250,6 +300,7 @@ Outcome run_sequence(const std::vector<Op>& ops, Whiteouts mode) {
   };
   // redirect_dir=on: the kernel renames directories that have lower copies, as layerfs does.
   const std::string kernel_opts = opts("k") + ",redirect_dir=on";
+  const std::vector<std::string> dirs = layer_dirs(t / "k/top", t / "k/base");
   std::ostringstream failure;
   size_t succeeded = 0;
   Tree ours_final;
@@ -265,6 +316,10 @@ Outcome run_sequence(const std::vector<Op>& ops, Whiteouts mode) {
       if (theirs != ours) {
         failure << "op " << i << " (" << describe(ops[i]) << "): kernel " << theirs << ", layerfs "
                 << ours;
+        return {failure.str()};
+      }
+      if (std::string d = dir_mtime_diff(t / "k/mnt", t / "l/mnt", dirs); !d.empty()) {
+        failure << "op " << i << " (" << describe(ops[i]) << "): " << d;
         return {failure.str()};
       }
       if (ours == "ok" || ours.starts_with("read ")) ++succeeded;

@@ -12,7 +12,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <fstream>
+#include <memory>
 #include <thread>
 
 #include "tests/fuse/parity.h"
@@ -355,9 +357,14 @@ TEST_F(Upper, ACopyUpRefreshesTheParentsCachedAttributes) {
   int fd = open(mnt("d/f").c_str(), O_RDWR);          // copies d, then f into it
   ASSERT_GE(fd, 0);
   close(fd);
-  // The upper copy of d changed when f arrived; the mount shows it, as kernel overlayfs does.
-  EXPECT_EQ(lstat_of(mnt("d")).st_mtime, lstat_of(upper("d")).st_mtime);
-  EXPECT_GT(lstat_of(mnt("d")).st_mtime, 946684800);
+  // The upper copy of d changed when f arrived (its ctime; its times are kept, as kernel
+  // overlayfs keeps them); the mount shows the copy as it is now.
+  const struct stat shown = lstat_of(mnt("d"));
+  const struct stat on_disk = lstat_of(upper("d"));
+  EXPECT_EQ(shown.st_ctim.tv_sec, on_disk.st_ctim.tv_sec);
+  EXPECT_EQ(shown.st_ctim.tv_nsec, on_disk.st_ctim.tv_nsec);
+  EXPECT_GT(shown.st_ctime, 946684800);
+  EXPECT_EQ(shown.st_mtime, 946684800);
 }
 
 TEST_F(Upper, DeviceNodesSocketsAndNoFakeWhiteouts) {
@@ -628,6 +635,132 @@ TEST_F(Upper, QuotaExhaustedMidCopyUpIsReportedAndChangesNothing) {
   // Small files need no data copy through copy_file_range once created new.
   write_file(mnt("new"), "still writable");
   EXPECT_EQ(snapshot(mnt(""))["new"].content, "still writable");
+}
+
+// O_DIRECT writes of every size, to a new file and to a lower file copied up, as databases and
+// fio make them (the exact reproduction: xfs_io -d pwrite -b 8k).
+TEST_F(Upper, DirectIoWritesOfEverySizeWork) {
+  write_file(t_ / "lower/old", std::string(1 << 20, 'l'));
+  auto m = mount();
+  if (run({"sh", "-c", "command -v xfs_io"}).status == 0) {
+    RunResult a = run({"xfs_io", "-f", "-c", "truncate 256k", mnt("f").string()});
+    ASSERT_EQ(a.status, 0) << a.err;
+    RunResult b = run({"xfs_io", "-d", "-c", "pwrite -b 8k 65536 8k", mnt("f").string()});
+    EXPECT_EQ(b.status, 0) << b.err;
+    EXPECT_EQ(b.err, "");
+    EXPECT_NE(b.out.find("wrote 8192/8192"), std::string::npos) << b.out;
+  }
+  void* mem = nullptr;
+  ASSERT_EQ(posix_memalign(&mem, 4096, 1 << 20), 0);
+  std::unique_ptr<void, decltype(&free)> owned(mem, free);
+  for (const char* name : {"new", "old"}) {
+    int fd = open(mnt(name).c_str(), O_RDWR | O_CREAT | O_DIRECT, 0644);
+    ASSERT_GE(fd, 0) << name << ": " << strerror(errno);
+    for (size_t size : {size_t{512}, size_t{4096}, size_t{8192}, size_t{65536}, size_t{1} << 20}) {
+      memset(mem, static_cast<int>('a' + size % 23), size);
+      EXPECT_EQ(pwrite(fd, mem, size, 0), static_cast<ssize_t>(size))
+          << name << ": O_DIRECT write of " << size << " bytes: " << strerror(errno);
+      memset(mem, 0, size);
+      EXPECT_EQ(pread(fd, mem, size, 0), static_cast<ssize_t>(size)) << strerror(errno);
+      EXPECT_EQ(static_cast<char*>(mem)[size - 1], static_cast<char>('a' + size % 23));
+    }
+    close(fd);
+  }
+  EXPECT_EQ(lstat_of(upper("old")).st_size, 1 << 20);
+  EXPECT_EQ(snapshot(t_ / "upper")["new"].content.back(), static_cast<char>('a' + (1 << 20) % 23));
+}
+
+// fstat of an open file answers for that file, even after another was renamed over its name.
+TEST_F(Upper, FstatOfAFileRenamedOverShowsTheOpenFile) {
+  write_file(t_ / "lower/low", "lower content");
+  auto m = mount();
+  write_file(mnt("up"), "0123456789");
+  write_file(mnt("other"), "x");
+  for (const char* name : {"up", "low"}) {
+    int fd = open(mnt(name).c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0) << name;
+    struct stat before {};
+    ASSERT_EQ(fstat(fd, &before), 0);
+    write_file(mnt("replacement"), "a much longer replacement file");
+    ASSERT_EQ(rename(mnt("replacement").c_str(), mnt(name).c_str()), 0) << name;
+    struct stat after {};
+    ASSERT_EQ(fstat(fd, &after), 0);
+    EXPECT_EQ(after.st_size, before.st_size) << name;
+    EXPECT_EQ(after.st_ino, before.st_ino) << name;
+    // As kernel overlayfs: an upper file has no name left; a lower file's own link is intact.
+    EXPECT_EQ(after.st_nlink, name == std::string("up") ? 0u : 1u) << name;
+    close(fd);
+  }
+}
+
+// A copy-up does not change the times of the directories it copies up (or copies into), on
+// disk and after a remount; the kernel keeps them the same way.
+TEST_F(Upper, CopyUpKeepsTheTimesOfTheParentsItCopies) {
+  write_file(t_ / "lower/a/b/c/f", "deep");
+  RunResult touch = run({"touch", "-d", "2020-01-01", (t_ / "lower/a").string(),
+                         (t_ / "lower/a/b").string(), (t_ / "lower/a/b/c").string()});
+  ASSERT_EQ(touch.status, 0) << touch.err;
+  const time_t want = lstat_of(t_ / "lower/a").st_mtime;
+  {
+    auto m = mount();
+    std::ofstream(mnt("a/b/c/f"), std::ios::app) << "+";
+    for (const char* d : {"a", "a/b", "a/b/c"}) {
+      EXPECT_EQ(lstat_of(mnt(d)).st_mtime, want) << d << " through the mount";
+      EXPECT_EQ(lstat_of(upper(d)).st_mtime, want) << d << " in the upper";
+    }
+  }
+  auto again = mount();
+  for (const char* d : {"a", "a/b", "a/b/c"}) {
+    EXPECT_EQ(lstat_of(mnt(d)).st_mtime, want) << d << " after a remount";
+  }
+  EXPECT_EQ(snapshot(mnt(""))["a/b/c/f"].content, "deep+");
+}
+
+// chown(f, -1, -1) changes nothing but ctime, as on any filesystem.
+TEST_F(Upper, ChownToMinusOneUpdatesCtime) {
+  write_file(t_ / "lower/low", "l");
+  auto m = mount();
+  write_file(mnt("up"), "u");
+  for (const char* name : {"up", "low"}) {
+    struct stat before = lstat_of(mnt(name));
+    usleep(20000);
+    ASSERT_EQ(chown(mnt(name).c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(-1)), 0);
+    struct stat after = lstat_of(mnt(name));
+    EXPECT_GT(after.st_ctim.tv_sec * 1000000000L + after.st_ctim.tv_nsec,
+              before.st_ctim.tv_sec * 1000000000L + before.st_ctim.tv_nsec)
+        << name;
+    EXPECT_EQ(after.st_uid, before.st_uid);
+    EXPECT_EQ(after.st_mode, before.st_mode);
+  }
+}
+
+// setfacl by the owner who is not in the file's group clears the set-group-ID bit, as the
+// kernel does for any filesystem.
+TEST_F(Upper, SettingAnAclOutsideTheGroupClearsSetgid) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to hand files to another user";
+  if (run({"sh", "-c", "command -v setfacl"}).status != 0) GTEST_SKIP() << "no setfacl (acl)";
+  write_file(t_ / "lower/low", "l");
+  ASSERT_EQ(chown((t_ / "lower/low").c_str(), 65534, 0), 0);
+  ASSERT_EQ(chmod((t_ / "lower/low").c_str(), 02775), 0);
+  ASSERT_EQ(chmod(t_.path().c_str(), 0755), 0);
+  auto m = mount();
+  write_file(mnt("up"), "u");
+  ASSERT_EQ(chown(mnt("up").c_str(), 65534, 0), 0);
+  ASSERT_EQ(chmod(mnt("up").c_str(), 02775), 0);
+  for (const char* name : {"up", "low"}) {
+    RunResult r = run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "setfacl",
+                       "-m", "u:65534:rwx", mnt(name).string()});
+    ASSERT_EQ(r.status, 0) << name << ": " << r.err;
+    EXPECT_EQ(lstat_of(mnt(name)).st_mode & S_ISGID, 0u) << name << ": setgid kept";
+  }
+  // In the group, the bit stays.
+  ASSERT_EQ(chmod(mnt("up").c_str(), 02775), 0);
+  ASSERT_EQ(chown(mnt("up").c_str(), 65534, 65534), 0);
+  ASSERT_EQ(chmod(mnt("up").c_str(), 02775), 0);
+  RunResult r = run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "setfacl", "-m",
+                     "u:65534:rwx", mnt("up").string()});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(lstat_of(mnt("up")).st_mode & S_ISGID, 0u);
 }
 
 }  // namespace

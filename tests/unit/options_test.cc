@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace layerfs {
 namespace {
 
@@ -111,7 +113,7 @@ TEST(Options, HelpAndVersionNeedNothingElse) {
 TEST(Options, ErrorsNameWhatIsWrong) {
   EXPECT_EQ(parse_error({"-o", "lowerdir=/l"}), "no mountpoint given (see --help)");
   EXPECT_EQ(parse_error({"/mnt"}), "no lowerdir= given (see --help)");
-  EXPECT_EQ(parse_error({"-o", "lowerdir=::", "/mnt"}), "lowerdir= names no directory");
+  EXPECT_EQ(parse_error({"-o", "lowerdir=::", "/mnt"}), "lowerdir=::: names no directory");
   EXPECT_EQ(parse_error({"a", "b", "c"}), "too many arguments: 'c' (see --help)");
   EXPECT_EQ(parse_error({"-o"}), "-o needs an option list");
   EXPECT_EQ(parse_error({"-o", "lowerdir=/l,upperdir=/u", "/mnt"}),
@@ -158,6 +160,88 @@ TEST(Options, SquashToUidWinsOverSquashToRootInAnyOrder) {
   EXPECT_EQ(parse_ok({"-o", "lowerdir=/l,xattr_permissions=2", "/m"}).xattr_permissions, 2);
   EXPECT_EQ(parse_error({"-o", "lowerdir=/l,xattr_permissions=3", "/m"}),
             "xattr_permissions=3: not 0, 1 or 2");
+}
+
+TEST(Options, BadValuesFailNamingTheOptionAndTheValue) {
+  EXPECT_EQ(parse_error({"-o", "lowerdir=/l,timeout=nan", "/m"}),
+            "timeout=nan: not a number of seconds");
+  EXPECT_EQ(parse_error({"-o", "lowerdir=/l,timeout=1e400", "/m"}),
+            "timeout=1e400: not a number of seconds");
+  EXPECT_EQ(parse_error({"-o", "lowerdir=/l,timeout=inf", "/m"}),
+            "timeout=inf: not a number of seconds");
+  EXPECT_EQ(parse_error({"-o", "lowerdir=/l,threaded=2", "/m"}), "threaded=2: not 0 or 1");
+  EXPECT_EQ(parse_error({"-o", "lowerdir=/l,fsync=banana", "/m"}), "fsync=banana: not 0 or 1");
+  EXPECT_FALSE(parse_ok({"-o", "lowerdir=/l,fsync=0", "/m"}).fsync);
+  EXPECT_FALSE(parse_ok({"-o", "lowerdir=/l,threaded=0", "/m"}).threaded);
+  EXPECT_EQ(parse_ok({"-o", "lowerdir=/l,timeout=0.5", "/m"}).timeout, 0.5);
+}
+
+TEST(Options, OverlappingIdRangesAreRefused) {
+  EXPECT_EQ(parse_error({"-o", "lowerdir=/l,uidmapping=0:1000:10:5:2000:10", "/m"}),
+            "uidmapping='0:1000:10:5:2000:10': ranges 1 and 2 overlap (DISK ids)");
+  EXPECT_EQ(parse_error({"-o", "lowerdir=/l,gidmapping=0:1000:10:100:1009:1", "/m"}),
+            "gidmapping='0:1000:10:100:1009:1': ranges 1 and 2 overlap (SHOWN ids)");
+  // Ranges that touch without overlapping are fine.
+  Options o = parse_ok({"-o", "lowerdir=/l,uidmapping=0:1000:10:10:1010:10", "/m"});
+  EXPECT_EQ(o.uid_map.to_shown(15), 1015u);
+}
+
+TEST(Options, DataOnlyLayersAndTrailingColonsAreRefused) {
+  // Kernel overlayfs 6.x reads "::" as data-only lower layers and refuses a trailing colon.
+  EXPECT_EQ(parse_error({"-o", "lowerdir=/a::/b", "/m"}),
+            "lowerdir=/a::/b: data-only lower layers ('::') are not supported");
+  EXPECT_EQ(parse_error({"-o", "lowerdir=/a:", "/m"}), "lowerdir=/a:: unescaped trailing colon");
+  EXPECT_EQ(parse_error({"-o", "lowerdir=/a::", "/m"}),
+            "lowerdir=/a::: data-only lower layers ('::') are not supported");
+  EXPECT_EQ(parse_error({"-o", "lowerdir=:/a", "/m"}), "lowerdir=:/a: starts with a colon");
+  EXPECT_EQ(parse_error({"-o", "lowerdir=", "/m"}), "lowerdir=: names no directory");
+  // An escaped colon at the end belongs to the path.
+  EXPECT_EQ(parse_ok({"-o", "lowerdir=/a\\:", "/m"}).lowerdirs, (std::vector<std::string>{"/a:"}));
+}
+
+TEST(Options, KernelOptionsAsRootHonourSetIdAndDevicesUnlessToldNot) {
+  Options o = parse_ok({"-o", "lowerdir=/l", "/m"});
+  auto opts = kernel_mount_options(o, {.root = true}, nullptr);
+  EXPECT_EQ(opts, (std::vector<std::string>{"suid", "dev", "default_permissions", "subtype=layerfs",
+                                            "fsname=layerfs", "allow_other"}));
+  Options nodev = parse_ok({"-o", "lowerdir=/l,nodev,nosuid", "/m"});
+  auto explicit_opts = kernel_mount_options(nodev, {.root = true}, nullptr);
+  EXPECT_EQ(std::count(explicit_opts.begin(), explicit_opts.end(), "suid"), 0);
+  EXPECT_EQ(std::count(explicit_opts.begin(), explicit_opts.end(), "dev"), 0);
+  EXPECT_EQ(std::count(explicit_opts.begin(), explicit_opts.end(), "nodev"), 1);
+  // An ordinary user cannot have either (fusermount3 refuses them).
+  auto user = kernel_mount_options(o, {.root = false, .read_only = true}, nullptr);
+  EXPECT_EQ(user, (std::vector<std::string>{"ro", "default_permissions", "subtype=layerfs",
+                                            "fsname=layerfs"}));
+}
+
+TEST(Options, ContextIsPassedOnlyWhereSELinuxIsOn) {
+  // The argv containers-storage sends with labelling on.
+  Options o = parse_ok({"-o",
+                        "lowerdir=/l,upperdir=/u,workdir=/w,nodev,volatile,"
+                        "context=\"system_u:object_r:container_file_t:s0\"",
+                        "/merged"});
+  std::vector<std::string> warnings;
+  auto off = kernel_mount_options(o, {.root = true, .selinux = false}, &warnings);
+  EXPECT_EQ(std::count_if(off.begin(), off.end(),
+                          [](const std::string& s) { return s.starts_with("context="); }),
+            0);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("SELinux"), std::string::npos) << warnings[0];
+  EXPECT_NE(warnings[0].find("container_file_t"), std::string::npos) << warnings[0];
+  auto on = kernel_mount_options(o, {.root = true, .selinux = true}, nullptr);
+  EXPECT_EQ(std::count(on.begin(), on.end(), "context=system_u:object_r:container_file_t:s0"), 1);
+}
+
+TEST(Options, FsnameAndSubtypeReachTheKernel) {
+  Options o = parse_ok({"src", "-o", "lowerdir=/l,fsname=my-layers,subtype=mine", "/m"});
+  auto opts = kernel_mount_options(o, {}, nullptr);
+  EXPECT_EQ(std::count(opts.begin(), opts.end(), "fsname=my-layers"), 1);
+  EXPECT_EQ(std::count(opts.begin(), opts.end(), "subtype=mine"), 1);
+  EXPECT_EQ(std::count(opts.begin(), opts.end(), "subtype=layerfs"), 0);
+  Options plain = parse_ok({"src", "-o", "lowerdir=/l", "/m"});
+  auto defaults = kernel_mount_options(plain, {}, nullptr);
+  EXPECT_EQ(std::count(defaults.begin(), defaults.end(), "fsname=src"), 1);
 }
 
 }  // namespace
