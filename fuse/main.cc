@@ -1,6 +1,7 @@
 // layerfs: mounts a union of read-only layers with FUSE. See fuse/options.h for the command
 // line. The process that was started returns only once the mount is live (container engines
 // rely on it): the mount is made before daemonizing, and the parent exits after it.
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -64,7 +65,7 @@ int run(const Options& opts) {
     layer_paths.insert(layer_paths.begin(), opts.upperdir);
     roles.insert(roles.begin(), "upperdir");
   }
-  auto opened = LayerStack::open(layer_paths, roles);
+  auto opened = LayerStack::open(layer_paths, roles, opts.upperdir.empty() ? 0 : 1);
   if (auto* e = std::get_if<LayerStack::OpenError>(&opened)) {
     log::error("%s '%s': %s", roles[e->index].c_str(), layer_paths[e->index].c_str(),
                e->reason.c_str());
@@ -87,6 +88,20 @@ int run(const Options& opts) {
   if (!S_ISDIR(mst.st_mode)) {
     log::error("mountpoint '%s': %s", opts.mountpoint.c_str(), strerror(ENOTDIR));
     return 1;
+  }
+  // A mount point inside a layer: the daemon would meet its own mount when it looks there and
+  // wait for itself. A private clone of the layer's mount does not show it; without one (an
+  // ordinary user outside a user namespace cannot make one, nor can the upper have one, which
+  // must share its mount with the work dir), the mount is refused.
+  if (auto mfd = sys::open_at(AT_FDCWD, mountpoint.c_str(), O_PATH | O_DIRECTORY); mfd.ok()) {
+    if (auto in = stack->containing(mfd->get()); in && !stack->layer(*in).private_mount) {
+      log::error("mountpoint '%s': inside %s '%s', which layerfs cannot see past its own mount %s",
+                 opts.mountpoint.c_str(), roles[*in].c_str(), layer_paths[*in].c_str(),
+                 *in == 0 && !opts.upperdir.empty()
+                     ? "(an upper is used as it is)"
+                     : "without CAP_SYS_ADMIN (run as root or in a user namespace)");
+      return 1;
+    }
   }
 
   std::unique_ptr<Upper> upper;

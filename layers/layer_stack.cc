@@ -6,6 +6,7 @@
 #include <map>
 
 #include "layers/sys/fs.h"
+#include "layers/sys/mount.h"
 
 namespace layerfs {
 namespace {
@@ -32,7 +33,7 @@ std::vector<Identity> ancestry(int dir_fd) {
 }  // namespace
 
 std::variant<std::shared_ptr<const LayerStack>, LayerStack::OpenError> LayerStack::open(
-    const std::vector<std::string>& paths, const std::vector<std::string>& roles) {
+    const std::vector<std::string>& paths, const std::vector<std::string>& roles, size_t writable) {
   auto name = [&](size_t i) {
     return (i < roles.size() ? roles[i] : std::string("lowerdir")) + " '" + paths[i] + "'";
   };
@@ -52,7 +53,12 @@ std::variant<std::shared_ptr<const LayerStack>, LayerStack::OpenError> LayerStac
     if (!fresh) return OpenError{i, "same directory as " + name(same->second)};
     auto [it, inserted] = fsids.emplace(st->st_dev, static_cast<uint32_t>(fsids.size()));
     const origin::Uuid uuid = origin::filesystem_uuid(fd->get());
-    stack->layers_.push_back(Layer{path, std::move(*fd), st->st_dev, it->second, uuid});
+    stack->layers_.push_back(Layer{.path = path,
+                                   .root = std::move(*fd),
+                                   .dev = st->st_dev,
+                                   .ino = st->st_ino,
+                                   .fsid = it->second,
+                                   .uuid = uuid});
   }
   for (size_t i = 0; i < stack->layers_.size(); ++i) {
     auto chain = ancestry(stack->layers_[i].root.get());
@@ -63,12 +69,29 @@ std::variant<std::shared_ptr<const LayerStack>, LayerStack::OpenError> LayerStac
       }
     }
   }
+  // After the overlap check, which walks up from each root: a clone's root is its own parent.
+  for (size_t i = writable; i < stack->layers_.size(); ++i) {
+    Layer& layer = stack->layers_[i];
+    if (auto clone = sys::clone_mount(layer.root.get()); clone.ok()) {
+      layer.root = std::move(*clone);
+      layer.private_mount = true;
+    }
+  }
   stack->fs_count_ = static_cast<uint32_t>(fsids.size());
   if (stack->fs_count_ > 1) {
     // One bit above the fsid bits stays clear for the overflow range.
     stack->fsid_shift_ = 63 - static_cast<unsigned>(std::bit_width(stack->fs_count_ - 1));
   }
   return std::shared_ptr<const LayerStack>(std::move(stack));
+}
+
+std::optional<size_t> LayerStack::containing(int dir_fd) const {
+  for (const Identity& id : ancestry(dir_fd)) {
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      if (layers_[i].dev == id.first && layers_[i].ino == id.second) return i;
+    }
+  }
+  return std::nullopt;
 }
 
 uint64_t LayerStack::map_ino(size_t layer, uint64_t ino) const {

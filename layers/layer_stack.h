@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <variant>
@@ -28,8 +29,11 @@ struct Layer {
   std::string path;
   UniqueFd root;  // O_PATH directory
   dev_t dev = 0;
+  ino_t ino = 0;        // of the root
   uint32_t fsid = 0;    // index of the layer's filesystem among the stack's filesystems
   origin::Uuid uuid{};  // of the layer's filesystem, for overlay.origin file handles
+  // `root` is a private clone of the layer's mount: nothing mounted inside the layer shows.
+  bool private_mount = false;
 };
 
 class LayerStack {
@@ -43,12 +47,21 @@ class LayerStack {
   // may not overlap (one root equal to or inside another), as kernel overlayfs requires: the
   // merge would otherwise contain itself. `roles` names what each path is in messages
   // ("upperdir"; "lowerdir" where it has no entry).
+  //
+  // Lower layers (all but the first `writable` ones) are seen through private clones of their
+  // mounts where the process may make them, as kernel overlayfs sees its layers: a mount inside
+  // a layer (the mount point of this very mount, say) is never crossed, and what the layer's
+  // own filesystem has there shows. Without the privilege, layers are used as they are.
   static std::variant<std::shared_ptr<const LayerStack>, OpenError> open(
-      const std::vector<std::string>& paths, const std::vector<std::string>& roles = {});
+      const std::vector<std::string>& paths, const std::vector<std::string>& roles = {},
+      size_t writable = 0);
 
   size_t size() const { return layers_.size(); }
   const Layer& layer(size_t i) const { return layers_[i]; }
   bool same_fs() const { return fs_count_ == 1; }
+
+  // The layer whose root is the directory at `dir_fd` or one of its ancestors, if any.
+  std::optional<size_t> containing(int dir_fd) const;
 
   // The st_ino the mount reports for real inode `ino` of layer `layer`.
   uint64_t map_ino(size_t layer, uint64_t ino) const;

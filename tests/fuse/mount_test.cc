@@ -336,5 +336,50 @@ TEST(Mount, ListingOffsetsAreStable) {
   EXPECT_EQ(first.size(), 3002u);  // with "." and ".."
 }
 
+// A mount point inside a lower layer: the daemon never crosses into a mount inside a layer
+// (its own least of all, which deadlocked); like kernel overlayfs it shows what the layer's own
+// filesystem has there.
+TEST(Mount, AMountPointInsideALowerLayerShowsTheLayersOwnDirectory) {
+  SKIP_WITHOUT_KERNEL_OVERLAY();
+  if (geteuid() != 0) GTEST_SKIP() << "private layer mounts need CAP_SYS_ADMIN";
+  TempDir t("inside");
+  for (const char* side : {"k", "l"}) {
+    write_file(t / side / "low/f", "f");
+    write_file(t / side / "low/mnt/under", "what the layer has under the mount point");
+    make_dir(t / side / "low/sub/mnt");
+    write_file(t / side / "base/b", "b");  // kernel overlayfs takes two lowers at least
+  }
+  // A foreign mount inside the layer too: it is not crossed either.
+  TempDir other("other");
+  write_file(other / "elsewhere", "from another mount");
+  struct Unbind {
+    std::vector<fs::path> paths;
+    ~Unbind() {
+      for (const auto& p : paths) unmount(p);
+    }
+  } unbind{{t / "l/low/sub/mnt", t / "k/low/sub/mnt"}};
+  ASSERT_EQ(run({"mount", "--bind", other.path().string(), (t / "l/low/sub/mnt").string()}).status,
+            0);
+  ASSERT_EQ(run({"mount", "--bind", other.path().string(), (t / "k/low/sub/mnt").string()}).status,
+            0);
+  {
+    LayerfsMount ours({t / "l/low", t / "l/base"}, t / "l/low/mnt");
+    ASSERT_TRUE(ours.ok()) << ours.error();
+    KernelOverlay theirs({t / "k/low", t / "k/base"}, t / "k/low/mnt");
+    ASSERT_TRUE(theirs.ok()) << theirs.error();
+    // In a child with a deadline: a daemon that meets its own mount would never answer.
+    RunResult r = run({"timeout", "-s", "KILL", "20", "stat", "-c", "%F %s",
+                       (t / "l/low/mnt/mnt").string(), (t / "l/low/mnt/mnt/under").string()});
+    ASSERT_EQ(r.status, 0) << "stat through the mount point inside the layer: " << r.err;
+    EXPECT_EQ(r.out.substr(0, 10), "directory ") << r.out;
+    Tree k = snapshot(t / "k/low/mnt");
+    Tree l = snapshot(t / "l/low/mnt");
+    EXPECT_EQ(compare(k, l, {.ino = true, .times = true}), std::vector<std::string>{});
+    EXPECT_EQ(l["mnt/under"].content, "what the layer has under the mount point");
+    EXPECT_EQ(l.count("sub/mnt/elsewhere"), 0u) << "a bind mount inside the layer was crossed";
+    EXPECT_EQ(k.count("sub/mnt/elsewhere"), 0u);
+  }
+}
+
 }  // namespace
 }  // namespace layerfs::test

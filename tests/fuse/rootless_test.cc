@@ -10,6 +10,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "tests/fuse/parity.h"
 
 namespace layerfs::test {
@@ -174,6 +176,45 @@ TEST_F(Rootless, RootOfAnUnprivilegedUserNamespaceMounts) {
   EXPECT_TRUE(is_device_whiteout(t_ / "upper/g"));
   EXPECT_EQ(trusted_overlay_xattrs(t_ / "upper"), std::vector<std::string>{});
   EXPECT_FALSE(is_mounted(t_ / "mnt"));
+}
+
+// A mount point inside a lower layer. An ordinary user cannot make the private view of the
+// layer that hides the mount from the daemon: the mount is refused in one line (it would
+// deadlock). Root of a user namespace can, and the mount shows the layer's own directory.
+TEST_F(Rootless, AMountPointInsideALowerLayer) {
+  make_dir(t_ / "base/inner");
+  ASSERT_EQ(chown((t_ / "base/inner").c_str(), uid_, gid_), 0);
+  RunResult refused = run([&] {
+    auto argv = as_user();
+    for (const std::string& a :
+         {std::string(LAYERFS_BIN), std::string("-o"), "lowerdir=" + (t_ / "base").string(),
+          (t_ / "base/inner").string()})
+      argv.push_back(a);
+    return argv;
+  }());
+  EXPECT_EQ(refused.status, 1);
+  EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
+  EXPECT_NE(refused.err.find("inside lowerdir"), std::string::npos) << refused.err;
+  EXPECT_FALSE(is_mounted(t_ / "base/inner"));
+
+  if (user_sh("unshare -Urm true").status != 0) {
+    GTEST_SKIP() << "unprivileged user namespaces are disabled on this machine";
+  }
+  const std::string script =
+      "set -e; cd \"$0\"; " + std::string(LAYERFS_BIN) +
+      " -f -o lowerdir=base base/inner & pid=$!; trap 'fusermount3 -u base/inner 2>/dev/null || "
+      "umount base/inner 2>/dev/null; wait $pid' EXIT; "
+      "for i in $(seq 100); do grep -q \" $0/base/inner \" /proc/self/mounts && break; "
+      "sleep 0.05; done; timeout -s KILL 20 stat -c %F base/inner/inner; cat base/inner/f";
+  auto argv = as_user();
+  for (const std::string& a : {std::string("unshare"), std::string("-Urm"), std::string("sh"),
+                               std::string("-c"), script, t_.path().string()}) {
+    argv.push_back(a);
+  }
+  RunResult r = run(argv);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(r.out, "directory\nbase f");
+  EXPECT_FALSE(is_mounted(t_ / "base/inner"));
 }
 
 class Ownership : public ::testing::Test {
