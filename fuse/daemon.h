@@ -108,6 +108,11 @@ struct Daemon {
   Result<void> copy_up_tree(Inode& dir);
   // Whether a lower copy of `dir` still shows `name`: removing it then needs a whiteout.
   bool lower_has(Inode& dir, const char* name);
+  // A directory's upper copy was removed: the fd cache must not give its identity, which the
+  // filesystem may reuse, to a new directory.
+  void forget_upper_copy(const Inode& dir) {
+    if (auto up = dir.copy_ref(0)) Inode::dir_fds->forget(*up);
+  }
   // The merged listing of a directory, built once and shared.
   Result<std::shared_ptr<const Listing>> listing(Inode& dir);
 };

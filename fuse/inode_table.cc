@@ -8,6 +8,8 @@
 
 namespace layerfs {
 
+DirFds* Inode::dir_fds = nullptr;
+
 Inode::Where Inode::where() const {
   Where w;
   {
@@ -16,21 +18,40 @@ Inode::Where Inode::where() const {
     w.name = name_;
     w.layer = layer_;
   }
-  if (w.parent) w.dir_fd = w.parent->copy_fd(w.layer);
+  if (w.parent) {
+    auto dir = w.parent->copy_fd(w.layer);
+    if (dir.ok()) {
+      w.dir = std::move(*dir);
+      w.dir_fd = w.dir.get();
+    } else {
+      w.dir_error = dir.error();
+    }
+  }
   return w;
+}
+
+std::pair<std::shared_ptr<Inode>, std::string> Inode::location() const {
+  std::lock_guard lock(mu_);
+  return {parent_, name_};
 }
 
 std::vector<DirRef> Inode::copies() const {
   std::lock_guard lock(mu_);
-  return refs(dirs_);
+  return dirs_;
 }
 
-int Inode::copy_fd(uint32_t layer) const {
+std::optional<DirRef> Inode::copy_ref(uint32_t layer) const {
   std::lock_guard lock(mu_);
-  for (const LayerDir& d : dirs_) {
-    if (d.layer == layer) return d.fd.get();
+  for (const DirRef& d : dirs_) {
+    if (d.layer == layer) return d;
   }
-  return -1;
+  return std::nullopt;
+}
+
+Result<CopyFd> Inode::copy_fd(uint32_t layer) const {
+  auto ref = copy_ref(layer);
+  if (!ref) return Errno{ENOENT};
+  return dir_fds->open(*this, *ref);
 }
 
 bool Inode::merged_dir() const {
@@ -40,7 +61,7 @@ bool Inode::merged_dir() const {
 
 bool Inode::has_lower_copies() const {
   std::lock_guard lock(mu_);
-  return std::any_of(dirs_.begin(), dirs_.end(), [](const LayerDir& d) { return d.layer != 0; });
+  return std::any_of(dirs_.begin(), dirs_.end(), [](const DirRef& d) { return d.layer != 0; });
 }
 
 uint32_t Inode::layer() const {
@@ -56,18 +77,22 @@ uint64_t Inode::parent_st_ino() const {
 Result<struct stat> Inode::stat() const {
   Result<struct stat> st = Errno{ENOENT};
   bool merged = false;
-  if (is_dir()) {
-    int fd;
+  if (int pinned = pinned_fd(); pinned >= 0) {
+    st = sys::stat_fd(pinned);
+    merged = is_dir() && merged_dir();
+  } else if (is_dir()) {
+    DirRef top;
     {
       std::lock_guard lock(mu_);
-      fd = dirs_.front().fd.get();
+      top = dirs_.front();
       merged = dirs_.size() > 1;
     }
-    st = sys::stat_fd(fd);
-  } else if (int pinned = pinned_fd(); pinned >= 0) {
-    st = sys::stat_fd(pinned);
+    auto fd = dir_fds->open(*this, top);
+    if (!fd.ok()) return fd.err();
+    st = sys::stat_fd(fd->get());
   } else {
     Where w = where();
+    if (w.dir_fd < 0) return Errno{w.dir_error};
     st = sys::stat_at(w.dir_fd, w.name.c_str());
   }
   if (!st.ok()) return st;
@@ -77,35 +102,31 @@ Result<struct stat> Inode::stat() const {
 }
 
 Result<UniqueFd> Inode::open(int flags) const {
-  if (is_dir()) {
-    int fd;
-    {
-      std::lock_guard lock(mu_);
-      fd = dirs_.front().fd.get();
-    }
-    return sys::reopen(fd, flags);
-  }
   if (int pinned = pinned_fd(); pinned >= 0) return sys::reopen(pinned, flags);
+  if (is_dir()) {
+    auto fd = copy_fd(layer());
+    if (!fd.ok()) return fd.err();
+    return sys::reopen(fd->get(), flags);
+  }
   Where w = where();
+  if (w.dir_fd < 0) return Errno{w.dir_error};
   return sys::open_at(w.dir_fd, w.name.c_str(), flags | O_NOFOLLOW);
 }
 
 Result<UniqueFd> Inode::path_fd() const {
-  if (is_dir()) {
-    int fd;
-    {
-      std::lock_guard lock(mu_);
-      fd = dirs_.front().fd.get();
-    }
-    return sys::open_at(fd, ".", O_PATH | O_DIRECTORY);
-  }
   if (int pinned = pinned_fd(); pinned >= 0) return sys::dup_fd(pinned);
+  if (is_dir()) {
+    auto fd = copy_fd(layer());
+    if (!fd.ok()) return fd.err();
+    return sys::open_at(fd->get(), ".", O_PATH | O_DIRECTORY);
+  }
   Where w = where();
+  if (w.dir_fd < 0) return Errno{w.dir_error};
   return sys::open_path(w.dir_fd, w.name.c_str());
 }
 
 void Inode::init_location(std::shared_ptr<Inode> parent, std::string name, uint32_t layer,
-                          std::vector<LayerDir> dirs) {
+                          std::vector<DirRef> dirs) {
   std::lock_guard lock(mu_);
   parent_ = std::move(parent);
   name_ = std::move(name);
@@ -113,26 +134,17 @@ void Inode::init_location(std::shared_ptr<Inode> parent, std::string name, uint3
   dirs_ = std::move(dirs);
 }
 
-void Inode::moved_to_upper(std::optional<LayerDir> upper_copy) {
+void Inode::moved_to_upper(std::optional<DirRef> upper_copy) {
   std::lock_guard lock(mu_);
   layer_ = 0;
-  if (upper_copy) dirs_.insert(dirs_.begin(), std::move(*upper_copy));
+  if (upper_copy) dirs_.insert(dirs_.begin(), *upper_copy);
   version_.fetch_add(1, std::memory_order_acq_rel);
   listing_.reset();
 }
 
 void Inode::drop_lower_copies() {
   std::lock_guard lock(mu_);
-  // The fds go with the inode; keep them open until then, a snapshot may still use them.
-  for (auto it = dirs_.begin(); it != dirs_.end();) {
-    if (it->layer != 0) {
-      if (!retired_) retired_ = std::make_unique<std::vector<UniqueFd>>();
-      retired_->push_back(std::move(it->fd));
-      it = dirs_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  std::erase_if(dirs_, [](const DirRef& d) { return d.layer != 0; });
   version_.fetch_add(1, std::memory_order_acq_rel);
   listing_.reset();
 }

@@ -18,9 +18,11 @@
 // links within a layer are one inode. A copy-up adds the upper copy's identity as an alias; an
 // object whose last name is removed is unhashed, so a reused inode number never finds it.
 //
-// Directories hold an O_PATH fd for each layer copy in their merge. Other objects hold no fd:
-// they are reached by name from their parent's copy in their layer. One fd per file would
-// exhaust RLIMIT_NOFILE on a large tree (the hard limit is often 20k or less for users).
+// No inode holds an fd of its own (but a pinned object, below): directories know each layer
+// copy in their merge by identity, and borrow its fd from the bounded DirFds cache (the layer
+// roots' fds belong to the LayerStack); other objects are reached by name from their parent's
+// copy in their layer. An fd per cached object would exhaust RLIMIT_NOFILE on a large tree (the
+// hard limit is 1,024 or 20,000 on many machines).
 #pragma once
 
 #include <fuse_lowlevel.h>
@@ -36,6 +38,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "fuse/dir_fds.h"
 #include "layers/base/result.h"
 #include "layers/base/unique_fd.h"
 #include "layers/merge.h"
@@ -113,20 +116,41 @@ class Inode : public std::enable_shared_from_this<Inode> {
   uint64_t st_ino() const { return st_ino_.load(std::memory_order_relaxed); }
   void set_st_ino(uint64_t v) { st_ino_.store(v, std::memory_order_relaxed); }
 
+  // Where directories' copies get their fds (one per daemon, set before the first request).
+  static DirFds* dir_fds;
+
   // Where the object shown lives: the parent's copy in the object's layer, and the name.
   struct Where {
-    std::shared_ptr<Inode> parent;  // keeps dir_fd open
-    int dir_fd = -1;
+    std::shared_ptr<Inode> parent;
+    CopyFd dir;       // the parent's copy, held open for as long as this lives
+    int dir_fd = -1;  // dir.get(); -1 when it could not be opened (the error is dir_error)
+    int dir_error = 0;
     std::string name;
     uint32_t layer = 0;
   };
   Where where() const;  // not for the root
 
-  // Directories: a snapshot of the copies in the merge, top first. The fds stay open for as
-  // long as the inode lives.
+  // The parent and the name, as they are now (null parent for the root).
+  std::pair<std::shared_ptr<Inode>, std::string> location() const;
+
+  // Directories: a snapshot of the copies in the merge, top first. Only the root's carry fds
+  // (the layer roots'); the others lend theirs through a CopyFds (fds_for).
   std::vector<DirRef> copies() const;
-  // Directories: the fd of the copy in `layer`, or -1.
-  int copy_fd(uint32_t layer) const;
+  // Directories: the copy in `layer`, if it takes part in the merge.
+  std::optional<DirRef> copy_ref(uint32_t layer) const;
+  // Directories: the fd of the copy in `layer` (ENOENT where there is none).
+  Result<CopyFd> copy_fd(uint32_t layer) const;
+  // The CopyFds that lends this directory's copies their fds, for the merge functions.
+  class Fds : public CopyFds {
+   public:
+    explicit Fds(const Inode& dir) : dir_(dir) {}
+    Result<CopyFd> open(const DirRef& copy) override { return dir_fds->open(dir_, copy); }
+    void offer(const DirRef& copy, UniqueFd fd) override { dir_fds->offer(copy, std::move(fd)); }
+
+   private:
+    const Inode& dir_;
+  };
+  Fds fds() const { return Fds(*this); }
   // Directories merged from more than one copy (they report st_nlink 1, as kernel overlayfs).
   bool merged_dir() const;
   // Directories: whether any copy is below the upper (layer 0).
@@ -143,15 +167,16 @@ class Inode : public std::enable_shared_from_this<Inode> {
 
   // Set up once, before the inode is published.
   void init_location(std::shared_ptr<Inode> parent, std::string name, uint32_t layer,
-                     std::vector<LayerDir> dirs);
+                     std::vector<DirRef> dirs);
   // After a copy-up: the object now lives in the upper; a directory gains its upper copy.
-  void moved_to_upper(std::optional<LayerDir> upper_copy);
+  void moved_to_upper(std::optional<DirRef> upper_copy);
   // After its upper copy was made opaque: the lower copies no longer take part.
   void drop_lower_copies();
   // After a rename.
   void renamed(std::shared_ptr<Inode> parent, std::string name);
   // An upper file with more than one link is held by an O_PATH fd, since the name it was found
-  // by may be removed while other names remain.
+  // by may be removed while other names remain; so is an object whose name is removed while
+  // the kernel still holds it (open, or a working directory).
   void pin(UniqueFd path_fd);
   int pinned_fd() const;
 
@@ -177,10 +202,9 @@ class Inode : public std::enable_shared_from_this<Inode> {
   std::shared_ptr<Inode> parent_;
   std::string name_;
   uint32_t layer_ = 0;
-  std::vector<LayerDir> dirs_;
+  std::vector<DirRef> dirs_;
   std::shared_ptr<const Listing> listing_;
   UniqueFd pinned_;
-  std::unique_ptr<std::vector<UniqueFd>> retired_;  // fds of dropped copies, closed with it
 
   // Guarded by the table lock.
   uint64_t nlookup_ = 0;

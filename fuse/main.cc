@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -17,6 +18,7 @@
 #include "layers/acl.h"
 #include "layers/base/log.h"
 #include "layers/sys/fs.h"
+#include "layers/whiteout.h"
 
 #ifndef LAYERFS_VERSION
 #define LAYERFS_VERSION "0.0.0"
@@ -49,6 +51,11 @@ constexpr const char* kUsage =
     "  -V, --version         the version\n"
     "\n"
     "Unmount with `fusermount3 -u MOUNTPOINT` (or umount as root), or send SIGTERM.\n";
+
+// Fds a request may open for a while (a copy being merged, a directory being read, a file).
+constexpr int64_t kFdsInFlight = 8;
+// libfuse's default number of worker threads.
+constexpr int kDefaultWorkers = 10;
 
 int run(const Options& opts) {
   for (const auto& w : opts.warnings) log::warn("%s", w.c_str());
@@ -114,22 +121,37 @@ int run(const Options& opts) {
     upper = std::move(std::get<std::unique_ptr<Upper>>(u));
   }
 
-  sys::raise_fd_limit();
+  // The fds of directory copies are cached within what the limit leaves beside what is open
+  // now (the layer roots, held for as long as the mount lives), open files, requests in flight
+  // and each worker's splice pipe. Where the layers leave little (1,000 layers under
+  // `ulimit -n 1024`), fewer workers serve.
+  const uint64_t fd_limit = sys::raise_fd_limit();
+  const uint64_t open_now = sys::count_open_fds();
+  const int64_t spare =
+      static_cast<int64_t>(fd_limit) - static_cast<int64_t>(open_now) - kFdsInFlight;
+  int workers = opts.max_threads > 0 ? opts.max_threads : kDefaultWorkers;
+  while (workers > 1 && spare - 2 * workers < 8) --workers;
+  DirFds dir_fds(static_cast<size_t>(std::clamp<int64_t>((spare - 2 * workers) / 2, 2, 8192)));
+  Inode::dir_fds = &dir_fds;
 
-  // The root merges every layer's root (kernel overlayfs ignores opaque marks on layer roots).
-  std::vector<LayerDir> roots;
+  // The root merges every layer's root (kernel overlayfs ignores opaque marks on layer roots),
+  // with the layers' own fds.
+  std::vector<DirRef> roots;
   for (size_t i = 0; i < stack->size(); ++i) {
-    auto dir = open_layer_dir(stack->layer(i).root.get(), static_cast<uint32_t>(i));
-    if (!dir.ok()) {
-      log::error("%s '%s': %s", upper && i == 0 ? "upperdir" : "lowerdir",
-                 stack->layer(i).path.c_str(), strerror(dir.error()));
+    const Layer& layer = stack->layer(i);
+    auto marks = Whiteout::dir_marks(layer.root.get());
+    if (!marks.ok()) {
+      log::error("%s '%s': %s", roles[i].c_str(), layer.path.c_str(), strerror(marks.error()));
+      if (upper) upper->abandon();
       return 1;
     }
-    roots.push_back(std::move(*dir));
+    roots.push_back(DirRef{static_cast<uint32_t>(i), layer.root.get(), marks->xwhiteouts, layer.dev,
+                           layer.ino});
   }
   auto root_st = sys::stat_fd(stack->layer(0).root.get());
   if (!root_st.ok()) {
     log::error("'%s': %s", stack->layer(0).path.c_str(), strerror(root_st.error()));
+    if (upper) upper->abandon();
     return 1;
   }
   const uint64_t root_ino = stack->map_ino(0, root_st->st_ino);
@@ -199,8 +221,7 @@ int run(const Options& opts) {
     if (!opts.foreground) fuse_daemonize(0);
     if (opts.threaded) {
       fuse_loop_config* cfg = fuse_loop_cfg_create();
-      if (opts.max_threads > 0)
-        fuse_loop_cfg_set_max_threads(cfg, static_cast<unsigned>(opts.max_threads));
+      fuse_loop_cfg_set_max_threads(cfg, static_cast<unsigned>(workers));
       // The loops return a negative errno on failure and the number of the signal that ended
       // them (SIGTERM, SIGINT, SIGHUP) on a requested stop, which is a clean exit.
       status = fuse_session_loop_mt(se, cfg) < 0 ? 1 : 0;

@@ -105,9 +105,9 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse
 
 void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
   Daemon& d = Daemon::of(req);
-  int upper = d.writable() ? d.inode(ino).copy_fd(0) : -1;
-  if (upper < 0) return (void)fuse_reply_err(req, 0);  // nothing of it was ever written
-  auto fd = sys::reopen(upper, O_RDONLY | O_DIRECTORY);
+  auto upper = d.writable() ? d.inode(ino).copy_fd(0) : Result<CopyFd>(Errno{ENOENT});
+  if (!upper.ok()) return (void)fuse_reply_err(req, 0);  // nothing of it was ever written
+  auto fd = sys::reopen(upper->get(), O_RDONLY | O_DIRECTORY);
   if (!fd.ok()) return (void)fuse_reply_err(req, fd.error());
   int r = datasync ? fdatasync(fd->get()) : fsync(fd->get());
   fuse_reply_err(req, r == 0 ? 0 : errno);

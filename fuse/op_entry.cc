@@ -106,8 +106,11 @@ Result<std::shared_ptr<Inode>> Daemon::resolve(Inode& parent, const char* name, 
       if (from == copies.size()) from = 0;
     }
   }
-  auto found = layerfs::lookup(std::span<const DirRef>(copies).subspan(from), name);
-  if (from != 0 && listing->version() != parent.version()) found = layerfs::lookup(copies, name);
+  auto fds = parent.fds();
+  auto found = layerfs::lookup(std::span<const DirRef>(copies).subspan(from), name, &fds);
+  if (from != 0 && listing->version() != parent.version()) {
+    found = layerfs::lookup(copies, name, &fds);
+  }
   if (!found.ok()) return found.err();
   if (st != nullptr) *st = found->st;
   InodeKey key{found->st.st_dev, found->st.st_ino};
@@ -119,13 +122,19 @@ Result<std::shared_ptr<Inode>> Daemon::resolve(Inode& parent, const char* name, 
                1;
   }
   if (auto live = table->find(key)) return live;
+  CopyFd upper_dir;
+  if (found->layer == 0 && writable()) {
+    auto dir = parent.copy_fd(0);
+    if (!dir.ok()) return dir.err();
+    upper_dir = std::move(*dir);
+  }
   uint64_t st_ino = found->layer == 0 && writable()
-                        ? upper_st_ino(parent.copy_fd(0), name, found->st)
+                        ? upper_st_ino(upper_dir.get(), name, found->st)
                         : stack->map_ino(found->layer, found->st.st_ino);
   auto fresh = std::make_shared<Inode>(key, found->st.st_mode & S_IFMT, st_ino);
-  fresh->init_location(parent.shared_from_this(), name, found->layer, std::move(found->dirs));
+  fresh->init_location(parent.shared_from_this(), name, found->layer, refs(found->dirs));
   if (found->layer == 0 && !fresh->is_dir() && found->st.st_nlink > 1) {
-    if (auto fd = sys::open_path(parent.copy_fd(0), name); fd.ok()) fresh->pin(std::move(*fd));
+    if (auto fd = sys::open_path(upper_dir.get(), name); fd.ok()) fresh->pin(std::move(*fd));
   }
   return fresh;
 }
@@ -183,10 +192,12 @@ Result<void> Daemon::copy_up(Inode& node, bool truncate) {
   std::lock_guard serial(node.copy_up_mu);
   if (node.layer() == 0) return {};  // copied up while this thread waited
   Inode::Where w = node.where();
+  if (w.dir_fd < 0) return Errno{w.dir_error};
   auto parent_done = copy_up(*w.parent);  // parents first
   if (!parent_done.ok()) return parent_done;
-  int dst = w.parent->copy_fd(0);
-  if (dst < 0) return Errno{EIO};
+  auto dst_dir = w.parent->copy_fd(0);
+  if (!dst_dir.ok()) return dst_dir.error() == ENOENT ? Errno{EIO} : dst_dir.err();
+  const int dst = dst_dir->get();
   auto lower = sys::stat_at(w.dir_fd, w.name.c_str());
   if (!lower.ok()) return lower.err();
   // Kernel overlayfs keeps the lower st_ino of a copied-up directory, and of a file only when
@@ -205,13 +216,14 @@ Result<void> Daemon::copy_up(Inode& node, bool truncate) {
   }
   auto made = layerfs::copy_up(*upper, w.dir_fd, w.name.c_str(), dst, w.name.c_str(), opts);
   if (!made.ok()) return made.err();
-  std::optional<LayerDir> upper_copy;
+  std::optional<DirRef> upper_copy;
   if (node.is_dir()) {
     auto fd = sys::open_at(dst, w.name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
     if (!fd.ok()) return fd.err();
-    upper_copy = LayerDir{0, std::move(*fd), false};
+    upper_copy = DirRef{0, -1, false, made->st.st_dev, made->st.st_ino};
+    Inode::dir_fds->offer(*upper_copy, std::move(*fd));
   }
-  node.moved_to_upper(std::move(upper_copy));
+  node.moved_to_upper(upper_copy);
   if (!keep_ino) node.set_st_ino(stack->map_ino(0, made->st.st_ino));
   table->alias(node, InodeKey{made->st.st_dev, made->st.st_ino});
   w.parent->drop_listing();
@@ -234,7 +246,9 @@ Result<void> Daemon::copy_up_tree(Inode& dir) {
     if (!done.ok()) return done;
   }
   // Everything the directory shows is in its upper copy now: the lower copies can go.
-  auto opaque = upper->mark_opaque(dir.copy_fd(0));
+  auto up_fd = dir.copy_fd(0);
+  if (!up_fd.ok()) return up_fd.err();
+  auto opaque = upper->mark_opaque(up_fd->get());
   if (!opaque.ok()) return opaque;
   dir.drop_lower_copies();
   return {};
@@ -246,7 +260,8 @@ bool Daemon::lower_has(Inode& dir, const char* name) {
     if (d.layer != 0) lowers.push_back(d);
   }
   if (lowers.empty()) return false;
-  auto r = layerfs::lookup(lowers, name);
+  auto fds = dir.fds();
+  auto r = layerfs::lookup(lowers, name, &fds);
   // When in doubt, a whiteout: writing one that is not needed hides nothing that shows.
   return r.ok() || r.error() != ENOENT;
 }
@@ -257,9 +272,14 @@ Result<std::shared_ptr<const Listing>> Daemon::listing(Inode& dir) {
   // is read first: a change while the layers are read makes the listing stale at once.
   const uint32_t version = dir.version();
   auto copies = dir.copies();
-  auto entries = list(copies);
+  auto fds = dir.fds();
+  auto entries = list(copies, &fds);
   if (!entries.ok()) return entries.err();
-  int upper_fd = writable() ? dir.copy_fd(0) : -1;
+  CopyFd upper_dir;
+  if (writable()) {
+    if (auto up = dir.copy_fd(0); up.ok()) upper_dir = std::move(*up);
+  }
+  const int upper_fd = upper_dir.get();
   for (ListEntry& e : *entries) {
     // Listed inode numbers are the ones lstat shows.
     if (e.layer == 0 && upper_fd >= 0) {

@@ -161,6 +161,7 @@ void op_readlink(fuse_req_t req, fuse_ino_t ino) {
   // By the pinned fd where there is one: the name the link was found by may be gone.
   const int pinned = inode.pinned_fd();
   Inode::Where w = pinned >= 0 ? Inode::Where{} : inode.where();
+  if (pinned < 0 && w.dir_fd < 0) return (void)fuse_reply_err(req, w.dir_error);
   auto target =
       pinned >= 0 ? sys::read_link_at(pinned, "") : sys::read_link_at(w.dir_fd, w.name.c_str());
   if (!target.ok()) return (void)fuse_reply_err(req, target.error());

@@ -80,7 +80,9 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
   auto up = d.copy_up(parent);
   if (!up.ok()) return up.err();
   ListingChange changing(parent);
-  const int dir = parent.copy_fd(0);
+  auto dir_held = parent.copy_fd(0);
+  if (!dir_held.ok()) return dir_held.err();
+  const int dir = dir_held->get();
   auto pst = sys::stat_fd(dir);
   if (!pst.ok()) return pst.err();
   // The kernel creates only names the merge does not show: the upper holds nothing there, or
@@ -176,11 +178,12 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
 
   auto st = sys::stat_at(dir, name);
   if (!st.ok()) return st.err();
-  std::vector<LayerDir> dirs;
+  std::vector<DirRef> dirs;
   if (kind == Kind::kDir) {
     auto dfd = sys::open_at(dir, name, O_PATH | O_DIRECTORY | O_NOFOLLOW);
     if (!dfd.ok()) return dfd.err();
-    dirs.push_back(LayerDir{0, std::move(*dfd), false});
+    dirs.push_back(DirRef{0, -1, false, st->st_dev, st->st_ino});
+    Inode::dir_fds->offer(dirs.back(), std::move(*dfd));
   }
   auto inode = std::make_shared<Inode>(InodeKey{st->st_dev, st->st_ino}, st->st_mode & S_IFMT,
                                        d.stack->map_ino(0, st->st_ino));
@@ -245,7 +248,9 @@ Result<void> remove_name(Daemon& d, Inode& parent, const char* name, Inode& vict
   const bool whiteout = d.lower_has(parent, name);
   auto up = d.copy_up(parent);
   if (!up.ok()) return up;
-  const int dir = parent.copy_fd(0);
+  auto dir_held = parent.copy_fd(0);
+  if (!dir_held.ok()) return dir_held.err();
+  const int dir = dir_held->get();
   Upper& upper = *d.upper;
   const bool in_upper = victim.layer() == 0;
   if (!in_upper) return upper.make_whiteout(dir, name);
@@ -294,12 +299,15 @@ void op_rmdir(fuse_req_t req, fuse_ino_t parent_id, const char* name) {
   {
     ListingChange changing(parent);
     // What is left in the upper copy are markers only; they go with it.
-    if (int up = dir.copy_fd(0); up >= 0) {
-      auto cleared = remove_contents(up);
+    if (auto up = dir.copy_fd(0); up.ok()) {
+      auto cleared = remove_contents(up->get());
       if (!cleared.ok()) return (void)fuse_reply_err(req, cleared.error());
     }
+    // A working directory outlives its name: the kernel may still stat it.
+    if (auto fd = dir.path_fd(); fd.ok()) dir.pin(std::move(*fd));
     auto r = remove_name(d, parent, name, dir);
     if (!r.ok()) return (void)fuse_reply_err(req, r.error());
+    d.forget_upper_copy(dir);
     d.table->unhash(dir);
   }
   fuse_reply_err(req, 0);
@@ -314,9 +322,10 @@ bool is_opaque_upper_dir(int dir_fd, const Upper& upper) {
 // a lower layer has under its new name shows through it (as kernel overlayfs does).
 Result<void> opaque_if_merging(Daemon& d, Inode& moved, Inode& new_parent) {
   if (!moved.is_dir() || !new_parent.has_lower_copies()) return {};
-  int fd = moved.copy_fd(0);
-  if (is_opaque_upper_dir(fd, *d.upper)) return {};
-  return d.upper->mark_opaque(fd);
+  auto fd = moved.copy_fd(0);
+  if (!fd.ok()) return fd.err();
+  if (is_opaque_upper_dir(fd->get(), *d.upper)) return {};
+  return d.upper->mark_opaque(fd->get());
 }
 
 Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_parent,
@@ -348,8 +357,12 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
   }
   ListingChange changing_from(parent);
   ListingChange changing_to(new_parent);
-  const int from = parent.copy_fd(0);
-  const int to = new_parent.copy_fd(0);
+  auto from_held = parent.copy_fd(0);
+  if (!from_held.ok()) return from_held.err();
+  auto to_held = new_parent.copy_fd(0);
+  if (!to_held.ok()) return to_held.err();
+  const int from = from_held->get();
+  const int to = to_held->get();
   Upper& upper = *d.upper;
 
   if (flags & RENAME_EXCHANGE) {
@@ -367,8 +380,8 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
       auto entries = d.listing(*dst);
       if (!entries.ok()) return entries.err();
       if (!(*entries)->empty()) return Errno{ENOTEMPTY};
-      if (int up = dst->copy_fd(0); up >= 0) {
-        auto cleared = remove_contents(up);
+      if (auto up = dst->copy_fd(0); up.ok()) {
+        auto cleared = remove_contents(up->get());
         if (!cleared.ok()) return cleared;
       }
     }
@@ -376,7 +389,7 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
     if (!o.ok()) return o;
     // Open files outlive the name they lose here: the replaced object is held by fd before the
     // name leads to the new one (fstat of it must answer for it, not for what replaced it).
-    if (dst && !dst->is_dir()) {
+    if (dst) {
       if (auto fd = dst->path_fd(); fd.ok()) dst->pin(std::move(*fd));
     }
     const bool whiteout = d.lower_has(parent, name);
@@ -404,6 +417,7 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
     }
     if (dst) {
       auto dst_st = dst->stat();
+      if (dst->is_dir()) d.forget_upper_copy(*dst);
       if (dst->is_dir() || !dst_st.ok() || dst_st->st_nlink <= 1) d.table->unhash(*dst);
     }
   }
@@ -438,8 +452,11 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent_id, const cha
     return pinned >= 0 ? linkat(AT_FDCWD, proc.c_str(), dir, name, AT_SYMLINK_FOLLOW)
                        : linkat(w.dir_fd, w.name.c_str(), dir, name, 0);
   };
+  if (pinned < 0 && w.dir_fd < 0) return (void)fuse_reply_err(req, w.dir_error);
+  auto to_held = new_parent.copy_fd(0);
+  if (!to_held.ok()) return (void)fuse_reply_err(req, to_held.error());
+  const int to = to_held->get();
   std::optional<ListingChange> changing(new_parent);
-  const int to = new_parent.copy_fd(0);
   Upper& upper = *d.upper;
   const Upper::Marker marker = Upper::whiteout_at(to, new_name);
   if (marker == Upper::Marker::kDevice) {

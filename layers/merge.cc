@@ -24,6 +24,18 @@ bool has_whiteout_file(const DirRef& dir, const std::string& name) {
   return sys::stat_at(dir.fd, wh.c_str()).ok();
 }
 
+// The copy with an fd in it: its own, or one lent by `fds` (held by `held`).
+Result<DirRef> with_fd(const DirRef& copy, CopyFds* fds, CopyFd& held) {
+  if (copy.fd >= 0) return copy;
+  if (fds == nullptr) return Errno{EBADF};
+  auto lent = fds->open(copy);
+  if (!lent.ok()) return lent.err();
+  held = std::move(*lent);
+  DirRef out = copy;
+  out.fd = held.get();
+  return out;
+}
+
 }  // namespace
 
 std::vector<DirRef> refs(std::span<const LayerDir> dirs) {
@@ -38,10 +50,12 @@ Result<LayerDir> open_layer_dir(int dir_fd, uint32_t layer) {
   if (!fd.ok()) return fd.err();
   auto marks = Whiteout::dir_marks(fd->get());
   if (!marks.ok()) return marks.err();
-  return LayerDir{layer, std::move(*fd), marks->xwhiteouts};
+  auto st = sys::stat_fd(fd->get());
+  if (!st.ok()) return st.err();
+  return LayerDir{layer, std::move(*fd), marks->xwhiteouts, st->st_dev, st->st_ino};
 }
 
-Result<Resolved> lookup(std::span<const DirRef> parent, std::string_view name_view) {
+Result<Resolved> lookup(std::span<const DirRef> parent, std::string_view name_view, CopyFds* fds) {
   if (Whiteout::classify_name(name_view) != Whiteout::Name::kPlain || name_view == "." ||
       name_view == "..") {
     return Errno{ENOENT};
@@ -49,7 +63,11 @@ Result<Resolved> lookup(std::span<const DirRef> parent, std::string_view name_vi
   const std::string name(name_view);
   Resolved out;
   bool found = false;
-  for (const DirRef& dir : parent) {
+  for (const DirRef& copy : parent) {
+    CopyFd held;
+    auto lent = with_fd(copy, fds, held);
+    if (!lent.ok()) return lent.err();
+    const DirRef& dir = *lent;
     auto st = sys::stat_at(dir.fd, name.c_str());
     if (!st.ok() && st.error() != ENOENT) return st.err();
     if (st.ok()) {
@@ -77,7 +95,13 @@ Result<Resolved> lookup(std::span<const DirRef> parent, std::string_view name_vi
         out.st = *dst;
         found = true;
       }
-      out.dirs.push_back(LayerDir{dir.layer, std::move(*fd), marks->xwhiteouts});
+      LayerDir found_copy{dir.layer, UniqueFd(), marks->xwhiteouts, dst->st_dev, dst->st_ino};
+      if (fds != nullptr) {
+        fds->offer(found_copy.ref(), std::move(*fd));
+      } else {
+        found_copy.fd = std::move(*fd);
+      }
+      out.dirs.push_back(std::move(found_copy));
       if (marks->opaque) break;
     }
     if (has_whiteout_file(dir, name)) break;
@@ -86,10 +110,14 @@ Result<Resolved> lookup(std::span<const DirRef> parent, std::string_view name_vi
   return out;
 }
 
-Result<std::vector<ListEntry>> list(std::span<const DirRef> dirs) {
+Result<std::vector<ListEntry>> list(std::span<const DirRef> dirs, CopyFds* fds) {
   std::vector<ListEntry> out;
   std::unordered_set<std::string> seen;  // shown, or deleted by a layer above
-  for (const DirRef& dir : dirs) {
+  for (const DirRef& copy : dirs) {
+    CopyFd held;
+    auto lent = with_fd(copy, fds, held);
+    if (!lent.ok()) return lent.err();
+    const DirRef& dir = *lent;
     std::vector<std::string> deleted;  // hides names in the layers below this one only
     Errno failed{};
     auto r = sys::read_dir(dir.fd, [&](const sys::DirEntry& e) {

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -20,33 +21,61 @@
 
 namespace layerfs {
 
-// A layer's copy of a directory taking part in a merge, as the merge functions read it.
+// A layer's copy of a directory taking part in a merge, as the merge functions read it. The
+// fd is borrowed; -1 where the caller lends it on demand (CopyFds), so that a daemon need not
+// hold an fd for every copy of every directory it knows. dev and ino name the copy.
 struct DirRef {
   uint32_t layer = 0;
   int fd = -1;  // O_PATH
   bool xwhiteouts = false;
+  dev_t dev = 0;
+  ino_t ino = 0;
 };
 
-// The same, owning its fd.
+// The same, owning its fd (which may be empty: see lookup's CopyFds).
 struct LayerDir {
   uint32_t layer = 0;
   UniqueFd fd;  // O_PATH
   bool xwhiteouts = false;
-  DirRef ref() const { return DirRef{layer, fd.get(), xwhiteouts}; }
+  dev_t dev = 0;
+  ino_t ino = 0;
+  DirRef ref() const { return DirRef{layer, fd.get(), xwhiteouts, dev, ino}; }
 };
 
 std::vector<DirRef> refs(std::span<const LayerDir> dirs);
 
+// An fd lent for a while: `fd` stays valid for as long as this lives (owner may be empty when
+// the fd is borrowed from something that outlives the merge).
+struct CopyFd {
+  std::shared_ptr<const UniqueFd> owner;
+  int fd = -1;
+  int get() const { return fd; }
+};
+
+// Where the fds of copies with no fd of their own (DirRef::fd == -1) come from, and where the
+// fds a lookup opens go: a daemon keeps them in a bounded cache.
+class CopyFds {
+ public:
+  virtual ~CopyFds() = default;
+  // The fd of `copy`, an O_PATH directory.
+  virtual Result<CopyFd> open(const DirRef& copy) = 0;
+  // A lookup opened `fd` on a copy of the directory it found; the source may keep it.
+  virtual void offer(const DirRef& copy, UniqueFd fd) = 0;
+};
+
 // What a name in a merged directory resolves to.
 struct Resolved {
-  uint32_t layer = 0;          // layer of the object shown
-  struct stat st {};           // its lstat
-  std::vector<LayerDir> dirs;  // directories only: every copy in the merge, top first
+  uint32_t layer = 0;  // layer of the object shown
+  struct stat st {};   // its lstat
+  // Directories only: every copy in the merge, top first; their fds went to the CopyFds, if the
+  // lookup was given one.
+  std::vector<LayerDir> dirs;
 };
 
 // Resolves `name` in the directory whose copies are `parent`. ENOENT when no layer shows it;
-// marker names are never resolved.
-Result<Resolved> lookup(std::span<const DirRef> parent, std::string_view name);
+// marker names are never resolved. `fds` lends what `parent` holds no fd for.
+Result<Resolved> lookup(std::span<const DirRef> parent, std::string_view name,
+                        CopyFds* fds = nullptr);
 
 // Opens the copies of a layer root (or any directory) as the start of a merge.
 Result<LayerDir> open_layer_dir(int dir_fd, uint32_t layer);
@@ -60,7 +89,7 @@ struct ListEntry {
 
 // The merged listing of the directory whose copies are `dirs`: each visible name once, in the
 // order of the topmost layer that shows it, "." and ".." not included.
-Result<std::vector<ListEntry>> list(std::span<const DirRef> dirs);
+Result<std::vector<ListEntry>> list(std::span<const DirRef> dirs, CopyFds* fds = nullptr);
 
 // The same over owned copies.
 inline Result<Resolved> lookup(std::span<const LayerDir> parent, std::string_view name) {

@@ -132,21 +132,22 @@ std::variant<std::unique_ptr<Upper>, std::string> Upper::open(const std::string&
   unlinkat(work->get(), "#probe-wh", 0);
   unlinkat(work->get(), "#probe", 0);
 
-  up->upper_ = std::move(*upper);
+  // The locked fd serves for everything else too: a mount of many layers has few fds to spare.
+  up->upper_ = std::move(*upper_lock);
   up->work_ = std::move(*work);
-  up->upper_lock_ = std::move(*upper_lock);
   up->work_lock_ = std::move(*work_lock);
   up->dev_ = ust->st_dev;
   up->prefix_ = trusted ? "trusted.overlay." : "user.overlay.";
   up->made_work_ = made;
-  up->workdir_ = std::move(*workdir);
   return up;
 }
 
 void Upper::abandon() {
   if (!made_work_) return;
   (void)remove_contents(work_.get());
-  unlinkat(workdir_.get(), "work", AT_REMOVEDIR);
+  if (auto workdir = sys::open_at(work_.get(), "..", O_PATH | O_DIRECTORY); workdir.ok()) {
+    unlinkat(workdir->get(), "work", AT_REMOVEDIR);
+  }
   made_work_ = false;
 }
 

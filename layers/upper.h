@@ -33,7 +33,7 @@ class Upper {
                                                                 const std::string& work_path,
                                                                 bool device_whiteouts = true);
 
-  int upper_fd() const { return upper_.get(); }  // O_PATH
+  int upper_fd() const { return upper_.get(); }  // O_RDONLY | O_DIRECTORY, locked
   int work_fd() const { return work_.get(); }    // O_PATH on workdir/work
   dev_t dev() const { return dev_; }
   // "trusted.overlay." or "user.overlay.": the namespace this upper's markers are written in.
@@ -71,13 +71,11 @@ class Upper {
  private:
   UniqueFd upper_;
   UniqueFd work_;
-  UniqueFd upper_lock_;
   UniqueFd work_lock_;
   dev_t dev_ = 0;
   std::string prefix_;
   bool device_whiteouts_ = true;
   bool made_work_ = false;  // open() created workdir/work
-  UniqueFd workdir_;        // O_PATH on workdir, for abandon()
   std::atomic<uint64_t> counter_{0};
 };
 

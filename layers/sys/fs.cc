@@ -161,6 +161,17 @@ Result<void> read_dir(int dir_fd, const std::function<bool(const DirEntry&)>& fn
   }
 }
 
+size_t count_open_fds() {
+  auto dir = open_at(AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY);
+  if (!dir.ok()) return 0;
+  size_t n = 0;
+  (void)read_dir(dir->get(), [&](const DirEntry&) {
+    ++n;
+    return true;
+  });
+  return n > 0 ? n - 1 : 0;  // the directory's own fd
+}
+
 uint64_t raise_fd_limit() {
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return 0;

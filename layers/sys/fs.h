@@ -63,6 +63,9 @@ struct DirEntry {
 // "." and ".." excluded. The callback returns false to stop early.
 Result<void> read_dir(int dir_fd, const std::function<bool(const DirEntry&)>& fn);
 
+// How many fds the process has open now.
+size_t count_open_fds();
+
 // Raises RLIMIT_NOFILE as far as the process may; returns the soft limit in force after.
 uint64_t raise_fd_limit();
 

@@ -105,6 +105,67 @@ TEST(Mount, AThousandLayers) {
   EXPECT_EQ(st.st_nlink, 1u);  // merged directory, as kernel overlayfs reports it
 }
 
+// The fds the daemon holds do not grow with what the kernel caches: under `ulimit -n 1024`, a
+// walk of 100,000 directories in one layer, and of 50 directories in each of 1,000 layers,
+// finish without an error, and writes work afterwards.
+class FdLimit : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SKIP_WITHOUT_FUSE();
+    if (run({"sh", "-c", "command -v prlimit"}).status != 0) GTEST_SKIP() << "no prlimit";
+  }
+  // The daemon under a limit of 1,024 open files (soft and hard: it cannot raise it).
+  std::vector<std::string> limited() const { return {"prlimit", "--nofile=1024:1024", "--"}; }
+  // find over the mount; the number of directories it saw, or the error it printed.
+  static std::string walk(const fs::path& mnt) {
+    RunResult r = run({"sh", "-c", "find \"$0\" -type d | wc -l", mnt.string()});
+    return r.err.empty() ? r.out : "error: " + r.err;
+  }
+  static void writes_work(const fs::path& mnt, const std::string& dir) {
+    make_dir(mnt / dir / "new");
+    write_file(mnt / dir / "new/f", "written after the walk");
+    EXPECT_EQ(snapshot(mnt / dir / "new")["f"].content, "written after the walk");
+  }
+  TempDir t_{"fdlimit"};
+};
+
+TEST_F(FdLimit, AWalkOfAHundredThousandDirectoriesInOneLayer) {
+  for (int i = 0; i < 100; ++i) {
+    for (int j = 0; j < 1000; ++j) {
+      const fs::path p = t_ / "l" / ("d" + std::to_string(i)) / ("s" + std::to_string(j));
+      ASSERT_TRUE(fs::create_directories(p)) << p;
+    }
+  }
+  for (const char* d : {"u", "w", "mnt"}) make_dir(t_ / d);
+  LayerfsMount mount({t_ / "l"}, t_ / "mnt",
+                     {"-o", "upperdir=" + (t_ / "u").string() + ",workdir=" + (t_ / "w").string()},
+                     limited());
+  ASSERT_TRUE(mount.ok()) << mount.error();
+  EXPECT_EQ(walk(t_ / "mnt"), "100101\n");
+  writes_work(t_ / "mnt", "d99/s999");
+  EXPECT_EQ(walk(t_ / "mnt/d99"), "1002\n") << "walking again, with the kernel's cache full";
+}
+
+TEST_F(FdLimit, AWalkOfFiftyDirectoriesInEachOfAThousandLayers) {
+  std::vector<fs::path> lowers;
+  for (int i = 0; i < 1000; ++i) {
+    fs::path l = t_ / "layers" / std::to_string(i);
+    for (int j = 0; j < 50; ++j) make_dir(l / ("d" + std::to_string(j)));
+    write_file(l / ("d" + std::to_string(i % 50)) / ("f" + std::to_string(i)), "");
+    lowers.push_back(l);
+  }
+  for (const char* d : {"u", "w", "mnt"}) make_dir(t_ / d);
+  LayerfsMount mount(lowers, t_ / "mnt",
+                     {"-o", "upperdir=" + (t_ / "u").string() + ",workdir=" + (t_ / "w").string()},
+                     limited());
+  ASSERT_TRUE(mount.ok()) << mount.error();
+  EXPECT_EQ(walk(t_ / "mnt"), "51\n");
+  RunResult files = run({"sh", "-c", "find \"$0\" -type f | wc -l", (t_ / "mnt").string()});
+  EXPECT_EQ(files.out, "1000\n") << files.err;
+  writes_work(t_ / "mnt", "d7");
+  EXPECT_EQ(snapshot(t_ / "mnt/d7").count("f957"), 1u);
+}
+
 // A tmpfs mounted for the test, unmounted whatever happens.
 class Tmpfs {
  public:

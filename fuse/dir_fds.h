@@ -1,0 +1,74 @@
+// The fds of directory copies, opened when needed and kept in a bounded cache.
+//
+// A directory inode knows its copies by identity (layer, dev, ino), not by an open fd: the
+// number of fds the daemon holds must not grow with what the kernel caches (a find over 100,000
+// directories, or 50 directories in each of 1,000 layers, under `ulimit -n 1024`). A copy not
+// in the cache is opened again by name, from the nearest ancestor whose copy in that layer is
+// cached (or the layer root), with openat2 confined below it and no symlinks followed, and
+// checked to be the same object. Lower layers are immutable and the upper changes only through
+// the mount, so a name leads to the same object for as long as the inode knows it; removing an
+// upper directory forgets its entry, since its inode number may come back.
+//
+// An fd the cache drops stays open until the last request that borrowed it lets go (CopyFd).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "layers/base/result.h"
+#include "layers/merge.h"
+
+namespace layerfs {
+
+class Inode;
+
+class DirFds {
+ public:
+  explicit DirFds(size_t capacity) : capacity_(capacity < 1 ? 1 : capacity) {}
+  DirFds(const DirFds&) = delete;
+  DirFds& operator=(const DirFds&) = delete;
+
+  // The fd of `copy`, a copy of the directory `dir` (borrowed where the copy carries one, the
+  // layer roots).
+  Result<CopyFd> open(const Inode& dir, const DirRef& copy);
+  // An fd opened on `copy` elsewhere (a lookup that found the directory).
+  void offer(const DirRef& copy, UniqueFd fd);
+  // `copy` is gone from its layer: its identity may be reused.
+  void forget(const DirRef& copy);
+
+  size_t capacity() const { return capacity_; }
+  size_t size();
+
+ private:
+  struct Key {
+    uint32_t layer;
+    dev_t dev;
+    ino_t ino;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    size_t operator()(const Key& k) const noexcept {
+      return std::hash<uint64_t>()((k.ino * 0x9E3779B97F4A7C15ull) ^ (k.dev << 20) ^ k.layer);
+    }
+  };
+  static Key key_of(const DirRef& c) { return Key{c.layer, c.dev, c.ino}; }
+  std::shared_ptr<const UniqueFd> find(const Key& key);
+  void insert(const Key& key, std::shared_ptr<const UniqueFd> fd);
+  void clear();
+
+  const size_t capacity_;
+  std::mutex mu_;       // a leaf lock: nothing else is taken while it is held
+  std::list<Key> lru_;  // most recently used first
+  struct Entry {
+    std::shared_ptr<const UniqueFd> fd;
+    std::list<Key>::iterator pos;
+  };
+  std::unordered_map<Key, Entry, KeyHash> entries_;
+};
+
+}  // namespace layerfs
