@@ -2,6 +2,7 @@
 // process so that no shell loop is measured: fsops COMMAND ARGS...
 //   mkfiles DIR N SIZE [PREFIX]  create N files of SIZE bytes (building layers, create-small)
 //   mktree DIR N [PREFIX]        N entries: directories d0000000... of 1,000 files each
+//   mkdirs DIR N                 N directories: d0000000... of up to 1,000 empty directories each
 //   delete DIR N [PREFIX]        unlink the N files mkfiles made
 //   walk DIR                     readdir and lstat everything below DIR (find + stat)
 //   list DIR                     readdir DIR only
@@ -109,6 +110,18 @@ int main(int argc, char** argv) {
       long here = std::min(999L, n - made - 1);
       mkfiles(sub, here, 0, prefix);
       made += here + 1;
+    }
+    count = n;
+  } else if (cmd == "mkdirs" && argc >= 4) {
+    long n = arg_count(argv[3]);
+    for (long made = 0, d = 0; made < n; ++d) {
+      std::string sub = name_of(path, "d", d);
+      if (mkdir(sub.c_str(), 0755) != 0 && errno != EEXIST) die(sub);
+      ++made;
+      for (long i = 0; i < 1000 && made < n; ++i, ++made) {
+        std::string leaf = name_of(sub, "s", i);
+        if (mkdir(leaf.c_str(), 0755) != 0) die(leaf);
+      }
     }
     count = n;
   } else if (cmd == "delete" && argc >= 4) {
