@@ -3,6 +3,7 @@
 #include <fcntl.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fuse/inode_table.h"
@@ -18,10 +19,13 @@ std::shared_ptr<const UniqueFd> DirFds::find(const Key& key) {
   return it->second.fd;
 }
 
-void DirFds::insert(const Key& key, std::shared_ptr<const UniqueFd> fd) {
+void DirFds::insert(const Key& key, std::shared_ptr<const UniqueFd> fd, uint64_t since) {
   std::shared_ptr<const UniqueFd> dropped;  // closed outside the lock
   std::lock_guard lock(mu_);
+  if (removals_.load(std::memory_order_relaxed) != since) return;
   if (auto it = entries_.find(key); it != entries_.end()) {
+    // The newer fd was opened and checked just now: it wins.
+    dropped = std::exchange(it->second.fd, std::move(fd));
     lru_.splice(lru_.begin(), lru_, it->second.pos);
     return;
   }
@@ -42,14 +46,17 @@ void DirFds::clear() {
   lru_.clear();
 }
 
-void DirFds::offer(const DirRef& copy, UniqueFd fd) {
+void DirFds::offer(const DirRef& copy, UniqueFd fd) { offer(copy, std::move(fd), removals()); }
+
+void DirFds::offer(const DirRef& copy, UniqueFd fd, uint64_t since) {
   if (copy.fd >= 0 || !fd.valid()) return;
-  insert(key_of(copy), std::make_shared<const UniqueFd>(std::move(fd)));
+  insert(key_of(copy), std::make_shared<const UniqueFd>(std::move(fd)), since);
 }
 
 void DirFds::forget(const DirRef& copy) {
   std::shared_ptr<const UniqueFd> dropped;
   std::lock_guard lock(mu_);
+  removals_.fetch_add(1, std::memory_order_acq_rel);
   if (auto it = entries_.find(key_of(copy)); it != entries_.end()) {
     dropped = std::move(it->second.fd);
     lru_.erase(it->second.pos);
@@ -65,14 +72,23 @@ size_t DirFds::size() {
 Result<CopyFd> DirFds::open(const Inode& dir, const DirRef& copy) {
   if (copy.fd >= 0) return CopyFd{nullptr, copy.fd};
   if (auto hit = find(key_of(copy))) return CopyFd{hit, hit->get()};
+  auto fd = reopen(dir, copy);
+  if (!fd.ok() && (fd.error() == ENOENT || fd.error() == ESTALE)) fd = reopen(dir, copy);
+  return fd;
+}
+
+Result<CopyFd> DirFds::reopen(const Inode& dir, const DirRef& copy) {
+  const uint64_t since = removals();
   // Up the tree to a copy in the same layer that has an fd, collecting the names on the way.
   std::vector<std::string> names;
+  size_t length = 0;
   std::shared_ptr<const Inode> keep;  // the ancestor whose copy is the start
   const Inode* node = &dir;
   CopyFd base;
   for (;;) {
     auto [parent, name] = node->location();
     if (!parent) return Errno{ESTALE};  // only the root has no parent, and its copies have fds
+    length += name.size() + 1;
     names.push_back(std::move(name));
     auto ref = parent->copy_ref(copy.layer);
     if (!ref) return Errno{ESTALE};  // the parent no longer merges that layer
@@ -84,6 +100,13 @@ Result<CopyFd> DirFds::open(const Inode& dir, const DirRef& copy) {
     }
     if (auto hit = find(key_of(*ref))) {
       base = CopyFd{hit, hit->get()};
+      break;
+    }
+    if (length > kMaxPath) {
+      // A deep tree: the ancestor first (cached on the way), then the rest from it.
+      auto step = open(*keep, *ref);
+      if (!step.ok()) return step.err();
+      base = std::move(*step);
       break;
     }
   }
@@ -103,7 +126,7 @@ Result<CopyFd> DirFds::open(const Inode& dir, const DirRef& copy) {
   if (!st.ok()) return st.err();
   if (st->st_dev != copy.dev || st->st_ino != copy.ino) return Errno{ESTALE};
   auto shared = std::make_shared<const UniqueFd>(std::move(*fd));
-  insert(key_of(copy), shared);
+  insert(key_of(copy), shared, since);
   return CopyFd{shared, shared->get()};
 }
 

@@ -7,13 +7,16 @@
 // cached (or the layer root), with openat2 confined below it and no symlinks followed, and
 // checked to be the same object. Lower layers are immutable and the upper changes only through
 // the mount, so a name leads to the same object for as long as the inode knows it; removing an
-// upper directory forgets its entry, since its inode number may come back.
+// upper directory forgets its entry, since its inode number may come back, and an fd opened
+// before a forget is not cached after it (it may be the removed directory's). A reopen that
+// finds nothing (a rename landing meanwhile) is tried once more with the names as they are then.
 //
 // An fd the cache drops stays open until the last request that borrowed it lets go (CopyFd).
 #pragma once
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -36,10 +39,15 @@ class DirFds {
   // The fd of `copy`, a copy of the directory `dir` (borrowed where the copy carries one, the
   // layer roots).
   Result<CopyFd> open(const Inode& dir, const DirRef& copy);
-  // An fd opened on `copy` elsewhere (a lookup that found the directory).
+  // An fd opened on `copy` elsewhere: a directory just made, or one a lookup found, which it
+  // began when removals() was `since` (kept only if nothing was forgotten meanwhile: it may be
+  // the fd of a directory removed since).
   void offer(const DirRef& copy, UniqueFd fd);
+  void offer(const DirRef& copy, UniqueFd fd, uint64_t since);
   // `copy` is gone from its layer: its identity may be reused.
   void forget(const DirRef& copy);
+  // How many forgets there have been.
+  uint64_t removals() const { return removals_.load(std::memory_order_acquire); }
 
   size_t capacity() const { return capacity_; }
   size_t size();
@@ -57,9 +65,15 @@ class DirFds {
     }
   };
   static Key key_of(const DirRef& c) { return Key{c.layer, c.dev, c.ino}; }
+  // Reopens `copy` by name (see the top of this file).
+  Result<CopyFd> reopen(const Inode& dir, const DirRef& copy);
   std::shared_ptr<const UniqueFd> find(const Key& key);
-  void insert(const Key& key, std::shared_ptr<const UniqueFd> fd);
+  // Caches `fd` for `key`, replacing what is there, unless a forget came after `since`.
+  void insert(const Key& key, std::shared_ptr<const UniqueFd> fd, uint64_t since);
   void clear();
+
+  // Names are reopened in steps of at most this many bytes (below PATH_MAX).
+  static constexpr size_t kMaxPath = 2048;
 
   const size_t capacity_;
   std::mutex mu_;       // a leaf lock: nothing else is taken while it is held
@@ -69,6 +83,7 @@ class DirFds {
     std::list<Key>::iterator pos;
   };
   std::unordered_map<Key, Entry, KeyHash> entries_;
+  std::atomic<uint64_t> removals_{0};  // raised under mu_
 };
 
 }  // namespace layerfs

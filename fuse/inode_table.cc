@@ -135,8 +135,10 @@ void Inode::init_location(std::shared_ptr<Inode> parent, std::string name, uint3
 }
 
 void Inode::moved_to_upper(std::optional<DirRef> upper_copy) {
+  UniqueFd lower_pin;  // closed with no lock held
   std::lock_guard lock(mu_);
   layer_ = 0;
+  lower_pin = std::move(pinned_);  // a pin on the lower copy must not outlive it
   if (upper_copy) dirs_.insert(dirs_.begin(), *upper_copy);
   version_.fetch_add(1, std::memory_order_acq_rel);
   listing_.reset();

@@ -143,12 +143,15 @@ class Inode : public std::enable_shared_from_this<Inode> {
   // The CopyFds that lends this directory's copies their fds, for the merge functions.
   class Fds : public CopyFds {
    public:
-    explicit Fds(const Inode& dir) : dir_(dir) {}
+    explicit Fds(const Inode& dir) : dir_(dir), since_(dir_fds->removals()) {}
     Result<CopyFd> open(const DirRef& copy) override { return dir_fds->open(dir_, copy); }
-    void offer(const DirRef& copy, UniqueFd fd) override { dir_fds->offer(copy, std::move(fd)); }
+    void offer(const DirRef& copy, UniqueFd fd) override {
+      dir_fds->offer(copy, std::move(fd), since_);
+    }
 
    private:
     const Inode& dir_;
+    const uint64_t since_;  // fds opened by this merge are not cached after a forget
   };
   Fds fds() const { return Fds(*this); }
   // Directories merged from more than one copy (they report st_nlink 1, as kernel overlayfs).

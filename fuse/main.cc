@@ -65,6 +65,9 @@ int run(const Options& opts) {
     log::error("/proc/self/fd: %s (layerfs needs /proc mounted)", strerror(errno));
     return 1;
   }
+  // Before the layers are opened: a thousand of them need more than a default soft limit.
+  const uint64_t fd_limit = sys::raise_fd_limit();
+
   // Everything is checked before anything is made: a mount that fails changes nothing on disk.
   std::vector<std::string> layer_paths = opts.lowerdirs;
   std::vector<std::string> roles(layer_paths.size(), "lowerdir");
@@ -125,12 +128,10 @@ int run(const Options& opts) {
   // now (the layer roots, held for as long as the mount lives), open files, requests in flight
   // and each worker's splice pipe. Where the layers leave little (1,000 layers under
   // `ulimit -n 1024`), fewer workers serve.
-  const uint64_t fd_limit = sys::raise_fd_limit();
-  const uint64_t open_now = sys::count_open_fds();
   const int64_t spare =
-      static_cast<int64_t>(fd_limit) - static_cast<int64_t>(open_now) - kFdsInFlight;
-  int workers = opts.max_threads > 0 ? opts.max_threads : kDefaultWorkers;
-  while (workers > 1 && spare - 2 * workers < 8) --workers;
+      static_cast<int64_t>(fd_limit) - static_cast<int64_t>(sys::count_open_fds()) - kFdsInFlight;
+  const int64_t wanted_workers = opts.max_threads > 0 ? opts.max_threads : kDefaultWorkers;
+  const int64_t workers = std::clamp<int64_t>((spare - 8) / 2, 1, wanted_workers);
   DirFds dir_fds(static_cast<size_t>(std::clamp<int64_t>((spare - 2 * workers) / 2, 2, 8192)));
   Inode::dir_fds = &dir_fds;
 

@@ -106,7 +106,10 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse
 void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
   Daemon& d = Daemon::of(req);
   auto upper = d.writable() ? d.inode(ino).copy_fd(0) : Result<CopyFd>(Errno{ENOENT});
-  if (!upper.ok()) return (void)fuse_reply_err(req, 0);  // nothing of it was ever written
+  if (!upper.ok()) {
+    // No upper copy: nothing of it was ever written.
+    return (void)fuse_reply_err(req, upper.error() == ENOENT ? 0 : upper.error());
+  }
   auto fd = sys::reopen(upper->get(), O_RDONLY | O_DIRECTORY);
   if (!fd.ok()) return (void)fuse_reply_err(req, fd.error());
   int r = datasync ? fdatasync(fd->get()) : fsync(fd->get());

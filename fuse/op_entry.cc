@@ -277,7 +277,12 @@ Result<std::shared_ptr<const Listing>> Daemon::listing(Inode& dir) {
   if (!entries.ok()) return entries.err();
   CopyFd upper_dir;
   if (writable()) {
-    if (auto up = dir.copy_fd(0); up.ok()) upper_dir = std::move(*up);
+    auto up = dir.copy_fd(0);
+    if (up.ok()) {
+      upper_dir = std::move(*up);
+    } else if (up.error() != ENOENT) {
+      return up.err();
+    }
   }
   const int upper_fd = upper_dir.get();
   for (ListEntry& e : *entries) {

@@ -242,6 +242,21 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   }
 }
 
+// While it lives, and once more when it goes, the fd cache forgets a directory's upper copy:
+// its identity may come back in a new directory once it is removed, whichever way out the
+// removal takes.
+class ForgetUpperCopy {
+ public:
+  ForgetUpperCopy(Daemon& d, const Inode& dir) : d_(d), dir_(dir) { d_.forget_upper_copy(dir_); }
+  ~ForgetUpperCopy() { d_.forget_upper_copy(dir_); }
+  ForgetUpperCopy(const ForgetUpperCopy&) = delete;
+  ForgetUpperCopy& operator=(const ForgetUpperCopy&) = delete;
+
+ private:
+  Daemon& d_;
+  const Inode& dir_;
+};
+
 // Removes `name` (described by `victim`) from the upper copy of `parent`, leaving a whiteout
 // where a lower layer still shows the name.
 Result<void> remove_name(Daemon& d, Inode& parent, const char* name, Inode& victim) {
@@ -270,13 +285,16 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent_id, const char* name) {
   struct stat st;
   auto victim = d.resolve(parent, name, &st);
   if (!victim.ok()) return (void)fuse_reply_err(req, victim.error());
-  // Open files outlive their name (fstat, and a GETATTR carries no handle): keep the object
-  // reachable by fd until the kernel forgets the inode.
-  if (auto fd = (*victim)->path_fd(); fd.ok()) (*victim)->pin(std::move(*fd));
+  // Open files outlive their name (fstat, and a GETATTR carries no handle): the object stays
+  // reachable by fd until the kernel forgets the inode. Opened before the name goes, pinned
+  // only once it has: a pin on an object that keeps its name would outlive a later copy-up.
+  auto held = (*victim)->path_fd();
+  if (!held.ok()) return (void)fuse_reply_err(req, held.error());
   {
     ListingChange changing(parent);
     auto r = remove_name(d, parent, name, **victim);
     if (!r.ok()) return (void)fuse_reply_err(req, r.error());
+    (*victim)->pin(std::move(*held));
     // Its last name gone, the object must not be found again by a reused inode number. (A name
     // of a lower hard-link pair stays; so does an upper file with links left.)
     if (st.st_nlink <= 1) d.table->unhash(**victim);
@@ -298,16 +316,21 @@ void op_rmdir(fuse_req_t req, fuse_ino_t parent_id, const char* name) {
   if (!(*entries)->empty()) return (void)fuse_reply_err(req, ENOTEMPTY);
   {
     ListingChange changing(parent);
+    // Its identity may come back in a new directory: the cache forgets it however this ends.
+    ForgetUpperCopy forget(d, dir);
     // What is left in the upper copy are markers only; they go with it.
     if (auto up = dir.copy_fd(0); up.ok()) {
       auto cleared = remove_contents(up->get());
       if (!cleared.ok()) return (void)fuse_reply_err(req, cleared.error());
+    } else if (up.error() != ENOENT) {
+      return (void)fuse_reply_err(req, up.error());
     }
     // A working directory outlives its name: the kernel may still stat it.
-    if (auto fd = dir.path_fd(); fd.ok()) dir.pin(std::move(*fd));
+    auto held = dir.path_fd();
+    if (!held.ok()) return (void)fuse_reply_err(req, held.error());
     auto r = remove_name(d, parent, name, dir);
     if (!r.ok()) return (void)fuse_reply_err(req, r.error());
-    d.forget_upper_copy(dir);
+    dir.pin(std::move(*held));
     d.table->unhash(dir);
   }
   fuse_reply_err(req, 0);
@@ -383,14 +406,22 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
       if (auto up = dst->copy_fd(0); up.ok()) {
         auto cleared = remove_contents(up->get());
         if (!cleared.ok()) return cleared;
+      } else if (up.error() != ENOENT) {
+        return up.err();
       }
     }
     auto o = opaque_if_merging(d, *src, new_parent);
     if (!o.ok()) return o;
     // Open files outlive the name they lose here: the replaced object is held by fd before the
-    // name leads to the new one (fstat of it must answer for it, not for what replaced it).
+    // name leads to the new one (fstat of it must answer for it, not for what replaced it),
+    // and pinned once the rename is done.
+    std::optional<ForgetUpperCopy> forget;
+    UniqueFd held;
     if (dst) {
-      if (auto fd = dst->path_fd(); fd.ok()) dst->pin(std::move(*fd));
+      auto fd = dst->path_fd();
+      if (!fd.ok()) return fd.err();
+      held = std::move(*fd);
+      if (dst->is_dir()) forget.emplace(d, *dst);
     }
     const bool whiteout = d.lower_has(parent, name);
     const Upper::Marker marker = Upper::whiteout_at(to, new_name);
@@ -416,8 +447,8 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
       if (!cleared.ok()) return cleared;
     }
     if (dst) {
+      dst->pin(std::move(held));
       auto dst_st = dst->stat();
-      if (dst->is_dir()) d.forget_upper_copy(*dst);
       if (dst->is_dir() || !dst_st.ok() || dst_st->st_nlink <= 1) d.table->unhash(*dst);
     }
   }

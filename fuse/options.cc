@@ -91,8 +91,8 @@ std::variant<std::monostate, ParseError> apply_option(Options& o, const std::str
     o.threaded = *v;
   } else if (key == "max_threads") {
     double v = 0;
-    if (!parse_double(unescape(raw), &v) || v < 1) {
-      return ParseError{"max_threads=" + raw + ": not a positive count"};
+    if (!parse_double(unescape(raw), &v) || v < 1 || v > 100000) {
+      return ParseError{"max_threads=" + raw + ": not a count from 1 to 100000"};
     }
     o.max_threads = static_cast<int>(v);
   } else if (key == "fsync") {
