@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <fstream>
-#include <sstream>
 
 #include "tests/fuse/parity.h"
 
@@ -282,19 +281,6 @@ TEST(Cli, AMountTheKernelRefusesLeavesNoWorkDir) {
   EXPECT_FALSE(is_mounted(t / "mnt"));
 }
 
-// The mount options as /proc/self/mountinfo shows them: per-mount flags and superblock options.
-std::string mount_line(const fs::path& mnt) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, devno, root, point;
-    fields >> id >> parent >> devno >> root >> point;
-    if (point == mnt.string()) return line;
-  }
-  return "";
-}
-
 // containers-storage's exact command line with SELinux labelling on, on a machine without
 // SELinux: the label is dropped with a warning, and the mount works.
 TEST(Cli, ContainersStorageArgvWithContextMountsWhereSELinuxIsOff) {
@@ -313,7 +299,7 @@ TEST(Cli, ContainersStorageArgvWithContextMountsWhereSELinuxIsOff) {
   EXPECT_NE(r.err.find("SELinux"), std::string::npos) << r.err;
   EXPECT_TRUE(is_mounted(t / "merged", "fuse.layerfs"));
   EXPECT_EQ(snapshot(t / "merged")["f"].content, "lower");
-  EXPECT_NE(mount_line(t / "merged").find("nodev"), std::string::npos);
+  EXPECT_NE(mountinfo_line(t / "merged").find("nodev"), std::string::npos);
   RunResult u = run({"fusermount3", "-u", (t / "merged").string()});
   EXPECT_EQ(u.status, 0) << u.err;
   EXPECT_TRUE(guard.wait_exit(10));
@@ -346,7 +332,7 @@ TEST(Cli, AsRootSetuidBinariesRunAsTheirOwner) {
   {
     LayerfsMount mount({t / "l"}, mnt.path());
     ASSERT_TRUE(mount.ok()) << mount.error();
-    const std::string line = mount_line(mnt.path());
+    const std::string line = mountinfo_line(mnt.path());
     EXPECT_EQ(line.find("nosuid"), std::string::npos) << line;
     EXPECT_EQ(line.find("nodev"), std::string::npos) << line;
     RunResult id = run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
@@ -356,7 +342,7 @@ TEST(Cli, AsRootSetuidBinariesRunAsTheirOwner) {
   }
   LayerfsMount mount({t / "l"}, mnt.path(), {"-o", "nosuid,nodev"});
   ASSERT_TRUE(mount.ok()) << mount.error();
-  const std::string line = mount_line(mnt.path());
+  const std::string line = mountinfo_line(mnt.path());
   EXPECT_NE(line.find("nosuid"), std::string::npos) << line;
   EXPECT_NE(line.find("nodev"), std::string::npos) << line;
   RunResult id = run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",

@@ -137,9 +137,9 @@ ScopedEnv::~ScopedEnv() {
   }
 }
 
-bool is_mounted(const fs::path& path, const std::string& fstype_prefix) {
+std::string mountinfo_line(const fs::path& path, const std::string& fstype_prefix) {
   std::ifstream in("/proc/self/mountinfo");
-  std::string line;
+  std::string line, found;
   // Only the parent is resolved: the mount point itself may answer ENOTCONN while a daemon
   // shuts down (libfuse closes /dev/fuse just before its lazy unmount).
   const std::string want = (fs::weakly_canonical(path.parent_path()) / path.filename()).string();
@@ -152,9 +152,13 @@ bool is_mounted(const fs::path& path, const std::string& fstype_prefix) {
     }
     std::string fstype;
     ls >> fstype;
-    if (unescape_mountinfo(mnt) == want && fstype.rfind(fstype_prefix, 0) == 0) return true;
+    if (unescape_mountinfo(mnt) == want && fstype.rfind(fstype_prefix, 0) == 0) found = line;
   }
-  return false;
+  return found;  // the last one listed is the one on top
+}
+
+bool is_mounted(const fs::path& path, const std::string& fstype_prefix) {
+  return !mountinfo_line(path, fstype_prefix).empty();
 }
 
 void unmount(const fs::path& path) {

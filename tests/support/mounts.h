@@ -58,6 +58,9 @@ class ScopedEnv {
 
 // Whether path is a mount point of the given fs type (prefix match, e.g. "fuse").
 bool is_mounted(const fs::path& path, const std::string& fstype_prefix = "");
+// The /proc/self/mountinfo line of the topmost such mount at path (its per-mount flags and
+// superblock options), or "".
+std::string mountinfo_line(const fs::path& path, const std::string& fstype_prefix = "");
 
 // Unmounts whatever is mounted at path (lazily if busy). Safe to call when nothing is.
 void unmount(const fs::path& path);
