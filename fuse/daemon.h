@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <optional>
+#include <vector>
 #include <string>
 
 #include "fuse/inode_table.h"
@@ -58,6 +59,14 @@ struct Daemon {
   std::optional<uint32_t> squash_uid;
   std::optional<uint32_t> squash_gid;
   bool static_nlink = false;
+  // Redirects (redirect_dir=): followed where kernel overlayfs would follow them, written
+  // when a directory with lower copies is renamed only with redirect_dir=on (up to
+  // kRedirectMax bytes, the kernel's redirect_max; beyond it the tree is copied).
+  bool follow_redirects = true;
+  bool write_redirects = false;
+  static constexpr size_t kRedirectMax = 256;
+  std::vector<DirRef> roots;  // every layer's root, top first, with the layers' fds
+  Redirects redirects() const { return Redirects{follow_redirects, roots}; }
   // xattr_permissions: where owner and mode are kept and read (empty: off). Where any layer's
   // root carries containers-storage's override, that one is read too.
   std::string override_xattr;
@@ -104,8 +113,14 @@ struct Daemon {
   // With `truncate` (an O_TRUNC open), the data is not copied: it is about to go.
   Result<void> copy_up(Inode& inode, bool truncate = false);
   // Copies a directory and everything it shows into the upper and makes the copy opaque, so
-  // the directory no longer depends on its lower copies (before it is renamed).
+  // the directory no longer depends on its lower copies (before it is renamed). Each directory
+  // copied then shows its upper inode number, as kernel overlayfs shows an opaque directory.
   Result<void> copy_up_tree(Inode& dir);
+  // Before `dir`, which has lower copies, is renamed from `from` to `to`: copies the directory
+  // alone up and records in its upper copy where its lower copies are (kernel overlayfs's
+  // ovl_set_redirect), and has the inode keep their fds. EXDEV where the redirect would be
+  // too long: the caller copies the tree instead.
+  Result<void> redirect_before_rename(Inode& dir, const Inode& from, const Inode& to);
   // Whether a lower copy of `dir` still shows `name`: removing it then needs a whiteout.
   bool lower_has(Inode& dir, const char* name);
   // A directory's upper copy was removed: the fd cache must not give its identity, which the

@@ -71,6 +71,7 @@ size_t DirFds::size() {
 
 Result<CopyFd> DirFds::open(const Inode& dir, const DirRef& copy) {
   if (copy.fd >= 0) return CopyFd{nullptr, copy.fd};
+  if (auto held = dir.held_copy(copy.layer)) return CopyFd{held, held->get()};
   if (auto hit = find(key_of(copy))) return CopyFd{hit, hit->get()};
   auto fd = reopen(dir, copy);
   if (!fd.ok() && (fd.error() == ENOENT || fd.error() == ESTALE)) fd = reopen(dir, copy);
@@ -96,6 +97,10 @@ Result<CopyFd> DirFds::reopen(const Inode& dir, const DirRef& copy) {
     node = keep.get();
     if (ref->fd >= 0) {
       base = CopyFd{nullptr, ref->fd};
+      break;
+    }
+    if (auto held = keep->held_copy(copy.layer)) {
+      base = CopyFd{held, held->get()};
       break;
     }
     if (auto hit = find(key_of(*ref))) {

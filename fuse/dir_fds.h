@@ -4,7 +4,8 @@
 // number of fds the daemon holds must not grow with what the kernel caches (a find over 100,000
 // directories, or 50 directories in each of 1,000 layers, under `ulimit -n 1024`). A copy not
 // in the cache is opened again by name, from the nearest ancestor whose copy in that layer is
-// cached (or the layer root), with openat2 confined below it and no symlinks followed, and
+// cached or kept by the inode (a copy found through a redirect, which no name leads to; or the
+// layer root), with openat2 confined below it and no symlinks followed, and
 // checked to be the same object. Lower layers are immutable and the upper changes only through
 // the mount, so a name leads to the same object for as long as the inode knows it; removing an
 // upper directory forgets its entry, since its inode number may come back, and an fd opened

@@ -134,6 +134,43 @@ void Inode::init_location(std::shared_ptr<Inode> parent, std::string name, uint3
   dirs_ = std::move(dirs);
 }
 
+void Inode::init_location(std::shared_ptr<Inode> parent, std::string name, uint32_t layer,
+                          std::vector<LayerDir> dirs) {
+  std::vector<DirRef> refs;
+  refs.reserve(dirs.size());
+  for (LayerDir& d : dirs) {
+    DirRef ref = d.ref();
+    if (d.fd.valid()) {
+      ref.fd = -1;  // lent by held_copy, which keeps it alive for whoever borrows it
+      hold_copy(d.layer, std::make_shared<const UniqueFd>(std::move(d.fd)));
+    }
+    refs.push_back(ref);
+  }
+  init_location(std::move(parent), std::move(name), layer, std::move(refs));
+}
+
+std::shared_ptr<const UniqueFd> Inode::held_copy(uint32_t layer) const {
+  std::lock_guard lock(mu_);
+  if (!held_) return nullptr;
+  for (const HeldCopy& h : *held_) {
+    if (h.layer == layer) return h.fd;
+  }
+  return nullptr;
+}
+
+void Inode::hold_copy(uint32_t layer, std::shared_ptr<const UniqueFd> fd) {
+  std::shared_ptr<const UniqueFd> replaced;  // released with no lock held
+  std::lock_guard lock(mu_);
+  if (!held_) held_ = std::make_unique<std::vector<HeldCopy>>();
+  for (HeldCopy& h : *held_) {
+    if (h.layer == layer) {
+      replaced = std::exchange(h.fd, std::move(fd));
+      return;
+    }
+  }
+  held_->push_back(HeldCopy{layer, std::move(fd)});
+}
+
 void Inode::moved_to_upper(std::optional<DirRef> upper_copy) {
   UniqueFd lower_pin;  // closed with no lock held
   std::lock_guard lock(mu_);
@@ -145,8 +182,10 @@ void Inode::moved_to_upper(std::optional<DirRef> upper_copy) {
 }
 
 void Inode::drop_lower_copies() {
+  std::unique_ptr<std::vector<HeldCopy>> released;  // closed with no lock held
   std::lock_guard lock(mu_);
   std::erase_if(dirs_, [](const DirRef& d) { return d.layer != 0; });
+  released = std::move(held_);
   version_.fetch_add(1, std::memory_order_acq_rel);
   listing_.reset();
 }

@@ -158,7 +158,7 @@ int run(const Options& opts) {
   const uint64_t root_ino = stack->map_ino(0, root_st->st_ino);
   auto root =
       std::make_shared<Inode>(InodeKey{root_st->st_dev, root_st->st_ino}, S_IFDIR, root_ino);
-  root->init_location(nullptr, "", 0, std::move(roots));
+  root->init_location(nullptr, "", 0, roots);
 
   // New objects get exactly the mode computed for them (the kernel applied the caller's umask,
   // or, with ACLs, the daemon does).
@@ -175,6 +175,14 @@ int run(const Options& opts) {
   daemon.squash_uid = opts.squash_uid;
   daemon.squash_gid = opts.squash_gid;
   daemon.static_nlink = opts.static_nlink;
+  // As kernel overlayfs: with userxattr, redirects are neither written nor followed unless
+  // asked for.
+  const bool user_xattrs = daemon.upper ? daemon.upper->xattr_prefix() == "user.overlay."
+                                        : geteuid() != 0;
+  daemon.write_redirects = opts.redirect_dir == "on";
+  daemon.follow_redirects = opts.redirect_dir == "on" || opts.redirect_dir == "follow" ||
+                            (opts.redirect_dir == "off" && !user_xattrs);
+  daemon.roots = roots;
   if (opts.xattr_permissions != 0) {
     daemon.override_xattr =
         opts.xattr_permissions == 1 ? StatOverride::kPrivileged : StatOverride::kUser;

@@ -41,8 +41,9 @@ std::optional<uint64_t> Daemon::kernel_origin_ino(const char* path) const {
 
 uint64_t Daemon::upper_st_ino(int dir_fd, const char* name, const struct stat& st) const {
   // A copied-up object keeps the number it had below (kernel overlayfs does the same through
-  // its origin xattr), recorded by copy_up.
-  if (upper && !S_ISLNK(st.st_mode)) {
+  // its origin xattr), recorded by copy_up; but an opaque directory, which merges nothing, shows
+  // its own (as in the kernel, which takes a directory's number from its first lower copy).
+  if (upper) {
     const std::string path = "/proc/self/fd/" + std::to_string(dir_fd) + "/" + name;
     const std::string ino_xattr = origin_ino_xattr(*upper);
     const std::string origin_xattr = upper->xattr_prefix() + "origin";
@@ -60,6 +61,14 @@ uint64_t Daemon::upper_st_ino(int dir_fd, const char* name, const struct stat& s
       }
       return false;
     };
+    if (S_ISDIR(st.st_mode)) {
+      const std::string opaque_xattr = upper->xattr_prefix() + "opaque";
+      char v[2];
+      if (has(opaque_xattr) && lgetxattr(path.c_str(), opaque_xattr.c_str(), v, sizeof v) > 0 &&
+          v[0] == 'y') {
+        return stack->map_ino(0, st.st_ino);
+      }
+    }
     if (has(ino_xattr)) {
       char buf[32];
       ssize_t n = lgetxattr(path.c_str(), ino_xattr.c_str(), buf, sizeof buf - 1);
@@ -107,9 +116,10 @@ Result<std::shared_ptr<Inode>> Daemon::resolve(Inode& parent, const char* name, 
     }
   }
   auto fds = parent.fds();
-  auto found = layerfs::lookup(std::span<const DirRef>(copies).subspan(from), name, &fds);
+  const Redirects rules = redirects();
+  auto found = layerfs::lookup(std::span<const DirRef>(copies).subspan(from), name, &fds, rules);
   if (from != 0 && listing->version() != parent.version()) {
-    found = layerfs::lookup(copies, name, &fds);
+    found = layerfs::lookup(copies, name, &fds, rules);
   }
   if (!found.ok()) return found.err();
   if (st != nullptr) *st = found->st;
@@ -128,11 +138,19 @@ Result<std::shared_ptr<Inode>> Daemon::resolve(Inode& parent, const char* name, 
     if (!dir.ok()) return dir.err();
     upper_dir = std::move(*dir);
   }
-  uint64_t st_ino = found->layer == 0 && writable()
-                        ? upper_st_ino(upper_dir.get(), name, found->st)
-                        : stack->map_ino(found->layer, found->st.st_ino);
+  uint64_t st_ino = 0;
+  if (found->layer != 0 || !writable()) {
+    st_ino = stack->map_ino(found->layer, found->st.st_ino);
+  } else if (S_ISDIR(found->st.st_mode)) {
+    // As kernel overlayfs: a directory that merges shows the number of its first lower copy,
+    // one that does not (opaque, or made through the mount) its own.
+    const LayerDir* below = found->dirs.size() > 1 ? &found->dirs[1] : nullptr;
+    st_ino = below ? stack->map_ino(below->layer, below->ino) : stack->map_ino(0, found->st.st_ino);
+  } else {
+    st_ino = upper_st_ino(upper_dir.get(), name, found->st);
+  }
   auto fresh = std::make_shared<Inode>(key, found->st.st_mode & S_IFMT, st_ino);
-  fresh->init_location(parent.shared_from_this(), name, found->layer, refs(found->dirs));
+  fresh->init_location(parent.shared_from_this(), name, found->layer, std::move(found->dirs));
   if (found->layer == 0 && !fresh->is_dir() && found->st.st_nlink > 1) {
     if (auto fd = sys::open_path(upper_dir.get(), name); fd.ok()) fresh->pin(std::move(*fd));
   }
@@ -202,8 +220,11 @@ Result<void> Daemon::copy_up(Inode& node, bool truncate) {
   if (!lower.ok()) return lower.err();
   // Kernel overlayfs keeps the lower st_ino of a copied-up directory, and of a file only when
   // it had one link: copying one name of a hard-link pair breaks the link, so the copy gets a
-  // number of its own.
-  bool keep_ino = node.is_dir() || lower->st_nlink == 1;
+  // number of its own. A symlink can keep it only where its origin can be recorded (trusted.*
+  // xattrs; user.* ones cannot go on a symlink).
+  bool keep_ino = node.is_dir() ||
+                  (lower->st_nlink == 1 &&
+                   (!S_ISLNK(lower->st_mode) || upper->xattr_prefix().starts_with("trusted.")));
   CopyUpOptions opts{.fsync = fsync_copy_up,
                      .origin_ino = keep_ino ? node.st_ino() : 0,
                      .origin_uuid = stack->layer(node.layer()).uuid,
@@ -251,6 +272,8 @@ Result<void> Daemon::copy_up_tree(Inode& dir) {
   auto opaque = upper->mark_opaque(up_fd->get());
   if (!opaque.ok()) return opaque;
   dir.drop_lower_copies();
+  if (auto up_copy = dir.copy_ref(0)) dir.set_st_ino(stack->map_ino(0, up_copy->ino));
+  attributes_changed(dir);
   return {};
 }
 
@@ -261,7 +284,7 @@ bool Daemon::lower_has(Inode& dir, const char* name) {
   }
   if (lowers.empty()) return false;
   auto fds = dir.fds();
-  auto r = layerfs::lookup(lowers, name, &fds);
+  auto r = layerfs::lookup(lowers, name, &fds, redirects());
   // When in doubt, a whiteout: writing one that is not needed hides nothing that shows.
   return r.ok() || r.error() != ENOENT;
 }

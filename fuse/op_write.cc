@@ -8,13 +8,16 @@
 //   whiteout is made opaque, so nothing of the deleted lower directory shows through.
 // - Removing a name writes a whiteout only where a lower layer still shows that name
 //   (Daemon::lower_has); removing a lower object never copies its data.
-// - rename of a directory that has copies in lower layers first copies the tree it shows into
-//   the upper and makes that copy opaque (Daemon::copy_up_tree); then every rename happens
-//   within the upper, leaving a whiteout at the old name where a lower layer still shows it.
-//   Kernel overlayfs instead writes a redirect xattr (with redirect_dir=on) or refuses with
-//   EXDEV. A copied tree costs data copying (reflinks where the filesystem has them) but needs
-//   no redirect support from whoever mounts the upper later, and a crash at any point leaves
-//   the same view: each step only copies up, and the opaque mark and the rename are atomic.
+// - rename of a directory that has copies in lower layers first detaches it from its name:
+//   with redirect_dir=on it is copied up alone and given a redirect to where its lower copies
+//   are (Daemon::redirect_before_rename, as kernel overlayfs's ovl_set_redirect); otherwise,
+//   or where the redirect would be too long, the tree it shows is copied into the upper and
+//   the copy made opaque (Daemon::copy_up_tree). Then every rename happens within the upper,
+//   leaving a whiteout at the old name where a lower layer still shows it. A copied tree costs
+//   data copying (reflinks where the filesystem has them) but needs no redirect support from
+//   whoever mounts the upper later; either way a crash at any point leaves the same view: each
+//   step only copies up, and the redirect or opaque mark and the rename are atomic (a
+//   redirect set before the rename names the directory's own lower copies).
 // - The kernel's VFS holds the parent directories' locks for all of these, so no two of them
 //   race on the same names.
 #include <fcntl.h>
@@ -342,14 +345,72 @@ bool is_opaque_upper_dir(int dir_fd, const Upper& upper) {
 }
 
 // A directory moved into a directory that merges lower copies becomes opaque, so that nothing
-// a lower layer has under its new name shows through it (as kernel overlayfs does).
+// a lower layer has under its new name shows through it (as kernel overlayfs does). One that
+// merges copies of its own is redirected instead, which has the same effect.
 Result<void> opaque_if_merging(Daemon& d, Inode& moved, Inode& new_parent) {
-  if (!moved.is_dir() || !new_parent.has_lower_copies()) return {};
+  if (!moved.is_dir() || moved.has_lower_copies() || !new_parent.has_lower_copies()) return {};
   auto fd = moved.copy_fd(0);
   if (!fd.ok()) return fd.err();
   if (is_opaque_upper_dir(fd->get(), *d.upper)) return {};
   return d.upper->mark_opaque(fd->get());
 }
+
+}  // namespace
+
+Result<void> Daemon::redirect_before_rename(Inode& dir, const Inode& from, const Inode& to) {
+  auto up = copy_up(dir);
+  if (!up.ok()) return up;
+  auto fd = dir.copy_fd(0);
+  if (!fd.ok()) return fd.err();
+  auto existing = upper->redirect(fd->get());
+  if (!existing.ok()) return existing.err();
+  // As kernel overlayfs: a redirect already there stays if it still holds (the directory stays
+  // in its parent, or the redirect is absolute); else within one parent the name the lower
+  // copies have, and across parents their path from the root, each directory on the way
+  // standing for its own redirect where it has one, up to the first absolute one.
+  const bool samedir = &from == &to;
+  std::string value;
+  if (existing->empty() || (!samedir && (*existing)[0] != '/')) {
+    if (samedir) {
+      value = dir.location().second;
+    } else {
+      std::shared_ptr<const Inode> node = dir.shared_from_this();
+      std::string element = existing->empty() ? dir.location().second : *existing;
+      for (;;) {
+        value = (element[0] == '/' ? element : "/" + element) + value;
+        if (element[0] == '/' || value.size() > kRedirectMax) break;
+        auto [parent, name] = node->location();
+        if (!parent) return Errno{EIO};  // only the root has no parent, and it is never renamed
+        auto [grandparent, parent_name] = parent->location();
+        if (!grandparent) break;  // the root: the path is complete
+        auto parent_fd = parent->copy_fd(0);
+        if (!parent_fd.ok()) return parent_fd.err();
+        auto theirs = upper->redirect(parent_fd->get());
+        if (!theirs.ok()) return theirs.err();
+        element = theirs->empty() ? parent_name : *theirs;
+        node = std::move(parent);
+      }
+    }
+    if (value.size() > kRedirectMax) return Errno{EXDEV};
+  }
+  // The lower copies are found by name until the rename: their fds are kept from now on.
+  for (const DirRef& copy : dir.copies()) {
+    if (copy.layer == 0 || dir.held_copy(copy.layer)) continue;
+    auto lower = Inode::dir_fds->open(dir, copy);
+    if (!lower.ok()) return lower.err();
+    auto owner = lower->owner;
+    if (!owner) {
+      auto dup = sys::dup_fd(lower->get());
+      if (!dup.ok()) return dup.err();
+      owner = std::make_shared<const UniqueFd>(std::move(*dup));
+    }
+    dir.hold_copy(copy.layer, std::move(owner));
+  }
+  if (value.empty()) return {};
+  return upper->set_redirect(fd->get(), value);
+}
+
+namespace {
 
 Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_parent,
                        const char* new_name, unsigned flags) {
@@ -365,13 +426,23 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
   if (dst && (flags & RENAME_NOREPLACE)) return Errno{EEXIST};
   if ((flags & RENAME_EXCHANGE) && !dst) return Errno{ENOENT};
   if (dst == src) return {};  // two names of one object: nothing to do (rename(2))
+  // A directory with lower copies is redirected (redirect_dir=on) or has its tree copied up:
+  // either way the lower copies no longer depend on its name.
+  auto detach = [&](Inode& dir, const Inode& from, const Inode& to) -> Result<void> {
+    if (!dir.is_dir() || !dir.has_lower_copies()) return d.copy_up(dir);
+    if (d.write_redirects) {
+      auto r = d.redirect_before_rename(dir, from, to);
+      if (r.ok() || r.error() != EXDEV) return r;
+    }
+    return d.copy_up_tree(dir);
+  };
   if (src->is_dir()) {
-    auto tree = d.copy_up_tree(*src);
-    if (!tree.ok()) return tree;
+    auto done = detach(*src, parent, new_parent);
+    if (!done.ok()) return done;
   }
   if ((flags & RENAME_EXCHANGE) && dst->is_dir()) {
-    auto tree = d.copy_up_tree(*dst);
-    if (!tree.ok()) return tree;
+    auto done = detach(*dst, new_parent, parent);
+    if (!done.ok()) return done;
   }
 
   for (Inode* i : {src.get(), &new_parent}) {

@@ -131,8 +131,12 @@ std::variant<std::monostate, ParseError> apply_option(Options& o, const std::str
     o.static_nlink = true;
   } else if (key == "noacl" && !has_value) {
     o.acl = false;
-  } else if (key == "redirect_dir" && unescape(raw) == "off") {
-    // What layerfs does anyway: it never writes redirects.
+  } else if (key == "redirect_dir") {
+    const std::string v = unescape(raw);
+    if (v != "on" && v != "follow" && v != "off" && v != "nofollow") {
+      return ParseError{"redirect_dir=" + raw + ": not on, follow, off or nofollow"};
+    }
+    o.redirect_dir = v;
   } else if ((key == "fsname" || key == "subtype") && has_value) {
     (key == "fsname" ? o.fsname : o.subtype) = unescape(raw);
   } else if (key == "debug") {

@@ -43,6 +43,11 @@ struct Options {
       0;  // 1: owner and mode in security.fuseoverlayfs.override_stat, 2: user.*
   bool squash_uid_set = false;  // squash_to_uid= given: it wins over squash_to_root
   bool squash_gid_set = false;
+  // redirect_dir=, as kernel overlayfs: "on" writes a redirect when a directory with lower
+  // copies is renamed (otherwise its tree is copied up); "on" and "follow" follow redirects,
+  // "nofollow" refuses them, "off" (the default) follows them unless the mount keeps its
+  // markers in user.overlay.* xattrs (an unprivileged daemon), as the kernel with userxattr.
+  std::string redirect_dir = "off";
   bool device_whiteouts = true;  // FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT set: ".wh." files
   int max_threads = 0;           // 0: libfuse's default
 

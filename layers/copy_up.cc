@@ -94,7 +94,9 @@ Result<void> copy_metadata(Upper& upper, int src_path_fd, int dst_path_fd, const
   if (!is_link && chmod(proc, st.st_mode & 07777) != 0) return last_errno();
   auto x = copy_xattrs(src_path_fd, dst_path_fd);
   if (!x.ok()) return x;
-  if (opts.origin_ino != 0 && !is_link) {
+  // (Only trusted.* xattrs go on a symlink: a copied-up symlink keeps its number only there,
+  // as in kernel overlayfs.)
+  if (opts.origin_ino != 0 && (!is_link || upper.xattr_prefix().starts_with("trusted."))) {
     std::string v = std::to_string(opts.origin_ino);
     std::string name = origin_ino_xattr(upper);
     if (setxattr(proc, name.c_str(), v.data(), v.size(), 0) != 0 && errno != EOPNOTSUPP) {

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 
+#include <climits>
+#include <optional>
 #include <unordered_set>
 
 #include "layers/sys/fs.h"
@@ -22,6 +24,24 @@ Result<bool> is_whiteout(const DirRef& dir, const char* name, const struct stat&
 bool has_whiteout_file(const DirRef& dir, const std::string& name) {
   std::string wh = std::string(Whiteout::kPrefix) + name;
   return sys::stat_at(dir.fd, wh.c_str()).ok();
+}
+
+// A redirect as kernel overlayfs accepts one: "/a/b" without empty elements, or one name.
+// Neither "." nor "..", nor a marker name, is an element: a redirect never leaves the layer.
+bool valid_redirect(std::string_view r) {
+  auto element_ok = [](std::string_view e) {
+    return !e.empty() && e != "." && e != ".." && e.size() <= NAME_MAX &&
+           Whiteout::classify_name(e) == Whiteout::Name::kPlain;
+  };
+  if (r.empty()) return false;
+  if (r[0] != '/') return r.find('/') == std::string_view::npos && element_ok(r);
+  r.remove_prefix(1);
+  for (;;) {
+    const size_t slash = r.find('/');
+    if (!element_ok(r.substr(0, slash))) return false;
+    if (slash == std::string_view::npos) return true;
+    r.remove_prefix(slash + 1);
+  }
 }
 
 // The copy with an fd in it: its own, or one lent by `fds` (held by `held`).
@@ -55,7 +75,8 @@ Result<LayerDir> open_layer_dir(int dir_fd, uint32_t layer) {
   return LayerDir{layer, std::move(*fd), marks->xwhiteouts, st->st_dev, st->st_ino};
 }
 
-Result<Resolved> lookup(std::span<const DirRef> parent, std::string_view name_view, CopyFds* fds) {
+Result<Resolved> lookup(std::span<const DirRef> parent, std::string_view name_view, CopyFds* fds,
+                        const Redirects& redirects) {
   if (Whiteout::classify_name(name_view) != Whiteout::Name::kPlain || name_view == "." ||
       name_view == "..") {
     return Errno{ENOENT};
@@ -63,48 +84,112 @@ Result<Resolved> lookup(std::span<const DirRef> parent, std::string_view name_vi
   const std::string name(name_view);
   Resolved out;
   bool found = false;
-  for (const DirRef& copy : parent) {
+  // Where the next layer looks: a name in the parent's copy, or (absolute) "/a/b" from the
+  // layer's root. A redirect changes it for the layers below the one that has it.
+  std::string target = name;
+  bool absolute = false;
+  bool redirected = false;
+  bool stop = false;
+  size_t next_parent = 0;
+  std::optional<uint32_t> last_layer;
+  while (!stop) {
+    const DirRef* base = nullptr;
+    if (!absolute) {
+      if (next_parent == parent.size()) break;
+      base = &parent[next_parent++];
+    } else {
+      for (const DirRef& root : redirects.roots) {
+        if (!last_layer || root.layer > *last_layer) {
+          base = &root;
+          break;
+        }
+      }
+      if (base == nullptr) break;
+    }
+    last_layer = base->layer;
     CopyFd held;
-    auto lent = with_fd(copy, fds, held);
+    auto lent = with_fd(*base, fds, held);
     if (!lent.ok()) return lent.err();
-    const DirRef& dir = *lent;
-    auto st = sys::stat_at(dir.fd, name.c_str());
-    if (!st.ok() && st.error() != ENOENT) return st.err();
-    if (st.ok()) {
-      auto whiteout = is_whiteout(dir, name.c_str(), *st);
+    // The target's elements, walked in this layer; `rest` is the element reached and what
+    // follows it. A redirect met on the way rewrites `target` for the layers below only.
+    const std::string path = target;
+    const bool following = redirected;  // a layer above redirected the lookup here
+    std::string_view rest = absolute ? std::string_view(path).substr(1) : std::string_view(path);
+    DirRef at = *lent;
+    UniqueFd at_fd;  // the element reached, once past the first
+    for (;;) {
+      const size_t slash = rest.find('/');
+      const bool last = slash == std::string_view::npos;
+      const std::string element(rest.substr(0, slash));
+      const std::string_view post = last ? std::string_view() : rest.substr(slash);
+      auto st = sys::stat_at(at.fd, element.c_str());
+      if (!st.ok() && st.error() != ENOENT) return st.err();
+      if (!st.ok()) {  // the layer has nothing there
+        if (has_whiteout_file(at, element)) stop = true;
+        break;
+      }
+      auto whiteout = is_whiteout(at, element.c_str(), *st);
       if (!whiteout.ok()) return whiteout.err();
-      if (*whiteout) break;
+      if (*whiteout) {
+        stop = true;
+        break;
+      }
+      if (last && following && !redirects.follow) return Errno{EPERM};
       if (!S_ISDIR(st->st_mode)) {
-        if (found) break;  // a non-directory below a directory ends the merge, unseen
-        out.layer = dir.layer;
-        out.st = *st;
-        found = true;
+        // A non-directory shows only where nothing above did; it ends the merge either way,
+        // as does a non-directory on the way to the target.
+        if (last && !found) {
+          out.layer = at.layer;
+          out.st = *st;
+          found = true;
+        }
+        stop = true;
         break;
       }
       // Open the copy by handle and stat the handle, so that what is merged is exactly what
       // was checked to be a directory.
-      auto fd = sys::open_path(dir.fd, name.c_str());
+      auto fd = sys::open_path(at.fd, element.c_str());
       if (!fd.ok()) return fd.err();
       auto dst = sys::stat_fd(fd->get());
       if (!dst.ok()) return dst.err();
       if (!S_ISDIR(dst->st_mode)) return Errno{EIO};  // the layer changed under the mount
       auto marks = Whiteout::dir_marks(fd->get());
       if (!marks.ok()) return marks.err();
-      if (!found) {
-        out.layer = dir.layer;
-        out.st = *dst;
-        found = true;
+      if (has_whiteout_file(at, element)) stop = true;
+      if (marks->opaque) {
+        stop = true;  // (a later element's absolute redirect lifts it, as in the kernel)
+      } else if (!marks->redirect.empty()) {
+        if (!valid_redirect(marks->redirect)) return Errno{EINVAL};
+        const size_t offset = target.size() - rest.size();  // of this element in `target`
+        if (marks->redirect[0] == '/') {
+          target = marks->redirect + std::string(post);
+          absolute = true;
+          stop = false;
+        } else {
+          target = target.substr(0, offset) + marks->redirect + std::string(post);
+        }
+        redirected = true;
       }
-      LayerDir found_copy{dir.layer, UniqueFd(), marks->xwhiteouts, dst->st_dev, dst->st_ino};
-      if (fds != nullptr) {
-        fds->offer(found_copy.ref(), std::move(*fd));
-      } else {
-        found_copy.fd = std::move(*fd);
+      if (last) {
+        if (!found) {
+          out.layer = at.layer;
+          out.st = *dst;
+          found = true;
+        }
+        LayerDir copy{at.layer, UniqueFd(), marks->xwhiteouts, dst->st_dev, dst->st_ino,
+                      /*redirected=*/absolute || path != name};
+        if (fds != nullptr && !copy.redirected) {
+          fds->offer(copy.ref(), std::move(*fd));
+        } else {
+          copy.fd = std::move(*fd);
+        }
+        out.dirs.push_back(std::move(copy));
+        break;
       }
-      out.dirs.push_back(std::move(found_copy));
-      if (marks->opaque) break;
+      at_fd = std::move(*fd);
+      at = DirRef{at.layer, at_fd.get(), marks->xwhiteouts, dst->st_dev, dst->st_ino};
+      rest.remove_prefix(slash + 1);
     }
-    if (has_whiteout_file(dir, name)) break;
   }
   if (!found) return Errno{ENOENT};
   return out;

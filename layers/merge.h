@@ -3,6 +3,10 @@
 // - a directory merges with same-named directories below it until one is opaque, a layer has a
 //   whiteout for it, or a layer has a non-directory of that name (which is not shown);
 // - a whiteout in a layer hides the name in the layers below, never in its own layer or above.
+// - a directory with a redirect (Whiteout::DirMarks) merges with what the layers below have
+//   under the redirect's name, not its own: a name in the same parent, or "/a/b" from the layer
+//   roots (kernel overlayfs's redirect_dir; the kernel rules, fs/overlayfs/namei.c, apply to
+//   each element of the path).
 // Both lookup and listing work on the list of layer copies of the parent (LayerDir, top first),
 // which already ends at the first opaque copy.
 #pragma once
@@ -39,6 +43,10 @@ struct LayerDir {
   bool xwhiteouts = false;
   dev_t dev = 0;
   ino_t ino = 0;
+  // Found through a redirect: the copy is not at its parent's copy in this layer under the
+  // directory's own name, so it cannot be found again by name; lookup keeps its fd here even
+  // when it was given a CopyFds.
+  bool redirected = false;
   DirRef ref() const { return DirRef{layer, fd.get(), xwhiteouts, dev, ino}; }
 };
 
@@ -72,10 +80,21 @@ struct Resolved {
   std::vector<LayerDir> dirs;
 };
 
+// How a lookup treats redirects (kernel overlayfs's redirect_dir= and its redirect_always_follow).
+struct Redirects {
+  // Follow them; otherwise a lookup that finds something under a redirect's name fails with
+  // EPERM, as the kernel's "refusing to follow redirect".
+  bool follow = true;
+  // Every layer's root, top first, with fds: where absolute redirects lead. Without them an
+  // absolute redirect finds nothing below.
+  std::span<const DirRef> roots;
+};
+
 // Resolves `name` in the directory whose copies are `parent`. ENOENT when no layer shows it;
-// marker names are never resolved. `fds` lends what `parent` holds no fd for.
+// marker names are never resolved; EINVAL for a malformed redirect. `fds` lends what `parent`
+// holds no fd for.
 Result<Resolved> lookup(std::span<const DirRef> parent, std::string_view name,
-                        CopyFds* fds = nullptr);
+                        CopyFds* fds = nullptr, const Redirects& redirects = {});
 
 // Opens the copies of a layer root (or any directory) as the start of a merge.
 Result<LayerDir> open_layer_dir(int dir_fd, uint32_t layer);
@@ -92,9 +111,10 @@ struct ListEntry {
 Result<std::vector<ListEntry>> list(std::span<const DirRef> dirs, CopyFds* fds = nullptr);
 
 // The same over owned copies.
-inline Result<Resolved> lookup(std::span<const LayerDir> parent, std::string_view name) {
+inline Result<Resolved> lookup(std::span<const LayerDir> parent, std::string_view name,
+                               const Redirects& redirects = {}) {
   auto r = refs(parent);
-  return lookup(std::span<const DirRef>(r), name);
+  return lookup(std::span<const DirRef>(r), name, nullptr, redirects);
 }
 inline Result<std::vector<ListEntry>> list(std::span<const LayerDir> dirs) {
   auto r = refs(dirs);

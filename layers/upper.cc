@@ -230,4 +230,21 @@ Result<void> Upper::mark_opaque(int dir_fd) {
   return {};
 }
 
+Result<std::string> Upper::redirect(int dir_fd) const {
+  std::string name = prefix_ + "redirect";
+  auto v = sys::get_xattr(dir_fd, name.c_str());
+  if (!v.ok() && (v.error() == ENODATA || v.error() == EOPNOTSUPP)) return std::string();
+  return v;
+}
+
+Result<void> Upper::set_redirect(int dir_fd, const std::string& redirect) {
+  std::string name = prefix_ + "redirect";
+  auto fd = sys::reopen(dir_fd, O_RDONLY | O_DIRECTORY);
+  if (!fd.ok()) return fd.err();
+  if (fsetxattr(fd->get(), name.c_str(), redirect.data(), redirect.size(), 0) != 0) {
+    return last_errno();
+  }
+  return {};
+}
+
 }  // namespace layerfs

@@ -58,6 +58,10 @@ class Upper {
   static Result<void> clear_whiteout_file(int dir_fd, const char* name);
   // Marks a directory of the upper opaque.
   Result<void> mark_opaque(int dir_fd);
+  // The redirect a directory of the upper carries (empty: none), and setting one (see
+  // layers/merge.h for what it means).
+  Result<std::string> redirect(int dir_fd) const;
+  Result<void> set_redirect(int dir_fd, const std::string& redirect);
   // Renames the work-dir entry `temp` to `name` in dir_fd; with `replace` it may replace an
   // existing entry (a directory and a non-directory replace each other by exchange, and what
   // was replaced is removed), else it fails with EEXIST.

@@ -14,6 +14,8 @@ constexpr std::array<const char*, 2> kWhiteoutsXattrs = {"trusted.overlay.whiteo
                                                          "user.overlay.whiteouts"};
 constexpr std::array<const char*, 2> kWhiteoutXattrs = {"trusted.overlay.whiteout",
                                                         "user.overlay.whiteout"};
+constexpr std::array<const char*, 2> kRedirectXattrs = {"trusted.overlay.redirect",
+                                                         "user.overlay.redirect"};
 constexpr std::array<std::string_view, 4> kPrivatePrefixes = {
     "trusted.overlay.", "user.overlay.", "user.fuseoverlayfs.", "security.fuseoverlayfs."};
 
@@ -72,6 +74,15 @@ Result<Whiteout::DirMarks> Whiteout::dir_marks(int dir_fd) {
     }
     for (const char* x : kWhiteoutsXattrs) {
       if (list_has(*names, x)) marks.xwhiteouts = true;
+    }
+    for (const char* x : kRedirectXattrs) {
+      if (!marks.redirect.empty() || !list_has(*names, x)) continue;
+      auto v = sys::get_xattr(dir_fd, x);
+      if (!v.ok()) {
+        if (is_absent(v.error())) continue;
+        return v.err();
+      }
+      marks.redirect = std::move(*v);
     }
   }
   if (!marks.opaque) {

@@ -4,11 +4,14 @@
 //             inside a directory marked overlay.opaque=x (or the older overlay.whiteouts)
 //   opaque    trusted.overlay.opaque / user.overlay.opaque / user.fuseoverlayfs.opaque = "y"
 //             | a file ".wh..wh..opq" inside the directory
+//   redirect  trusted.overlay.redirect / user.overlay.redirect on a directory: its copies in the
+//             layers below are found under that name ("/a/b": from the root) instead of its own
 // None of the markers, and none of the overlay-private xattrs, is ever shown through a mount.
 #pragma once
 
 #include <sys/stat.h>
 
+#include <string>
 #include <string_view>
 
 #include "layers/base/result.h"
@@ -42,6 +45,7 @@ class Whiteout {
   struct DirMarks {
     bool opaque = false;      // hides the same directory in every layer below
     bool xwhiteouts = false;  // may hold xattr whiteouts
+    std::string redirect;     // where the layers below have this directory (empty: its name)
   };
   // Reads the markers of the directory behind dir_fd (any fd, O_PATH included). A marker that
   // cannot be read is an error, never "no marker": deleted content must not show through.

@@ -278,7 +278,10 @@ struct Outcome {
   size_t succeeded = 0;  // operations that did not fail (on both sides)
 };
 
-enum class Whiteouts { kDevice, kFiles };
+// kDevice: layerfs as it mounts by default; kFiles: whiteouts as ".wh." files
+// (FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT); kRedirects: layerfs with redirect_dir=on, writing the
+// kernel's own redirects where it renames a directory with lower copies.
+enum class Whiteouts { kDevice, kFiles, kRedirects };
 
 // Paths of whiteout devices below `root`.
 std::vector<std::string> device_whiteouts(const fs::path& root) {
@@ -301,14 +304,17 @@ Outcome run_sequence(const std::vector<Op>& ops, Whiteouts mode) {
   // redirect_dir=on: the kernel renames directories that have lower copies, as layerfs does.
   const std::string kernel_opts = opts("k") + ",redirect_dir=on";
   const std::vector<std::string> dirs = layer_dirs(t / "k/top", t / "k/base");
+  const std::string layerfs_opts =
+      opts("l") + (mode == Whiteouts::kRedirects ? ",redirect_dir=on" : "");
   std::ostringstream failure;
   size_t succeeded = 0;
   Tree ours_final;
+  Tree theirs_tree;
   {
     KernelOverlay kernel({t / "k/top", t / "k/base"}, t / "k/mnt", kernel_opts);
     if (!kernel.ok()) return {"kernel mount: " + kernel.error()};
     ScopedEnv env("FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT", mode == Whiteouts::kFiles ? "1" : nullptr);
-    LayerfsMount mount({t / "l/top", t / "l/base"}, t / "l/mnt", {"-o", opts("l")});
+    LayerfsMount mount({t / "l/top", t / "l/base"}, t / "l/mnt", {"-o", layerfs_opts});
     if (!mount.ok()) return {"layerfs mount: " + mount.error()};
     for (size_t i = 0; i < ops.size(); ++i) {
       std::string theirs = apply(t / "k/mnt", ops[i]);
@@ -324,11 +330,12 @@ Outcome run_sequence(const std::vector<Op>& ops, Whiteouts mode) {
       }
       if (ours == "ok" || ours.starts_with("read ")) ++succeeded;
     }
-    // Directory link counts differ by design after renaming a directory with lower copies:
-    // the kernel's redirected directory still merges (nlink 1), layerfs's copied tree is an
-    // opaque directory with its real count.
-    Ignore ignore{.ino = true, .times = true, .dir_nlink = true, .blocks = true};
-    Tree theirs_tree = snapshot(t / "k/mnt");
+    // Directory link counts differ by design after layerfs copies a renamed directory's tree:
+    // the kernel's redirected directory still merges (nlink 1), the copy is an opaque
+    // directory with its real count. With redirects on both sides they agree.
+    Ignore ignore{.ino = true, .times = true, .dir_nlink = mode != Whiteouts::kRedirects,
+                  .blocks = true};
+    theirs_tree = snapshot(t / "k/mnt");
     ours_final = snapshot(t / "l/mnt");
     auto diffs = compare(theirs_tree, ours_final, ignore);
     if (!diffs.empty()) return {"trees differ: " + ::testing::PrintToString(diffs)};
@@ -348,10 +355,20 @@ Outcome run_sequence(const std::vector<Op>& ops, Whiteouts mode) {
       {t / "l/top", t / "l/base"}, t / "l/mnt2",
       "upperdir=" + (t / "l/upper").string() + ",workdir=" + (t / "l/work2").string());
   if (!again.ok()) return {"kernel mount of the layerfs upper: " + again.error()};
-  auto diffs = compare(snapshot(t / "l/mnt2"), ours_final,
-                       {.ino = true, .times = true, .dir_nlink = true, .blocks = true});
+  // Same layers, same upper: inode numbers and directory link counts agree too.
+  auto diffs = compare(snapshot(t / "l/mnt2"), ours_final, {.times = true, .blocks = true});
   if (!diffs.empty()) {
     return {"kernel view of the layerfs upper differs: " + ::testing::PrintToString(diffs)};
+  }
+  // And the other way: the upper the kernel wrote, redirects included, as layerfs reads it.
+  fs::create_directories(t / "k/work2");
+  LayerfsMount reread({t / "k/top", t / "k/base"}, t / "k/mnt",
+                      {"-o", "upperdir=" + (t / "k/upper").string() +
+                                 ",workdir=" + (t / "k/work2").string()});
+  if (!reread.ok()) return {"layerfs mount of the kernel's upper: " + reread.error()};
+  diffs = compare(theirs_tree, snapshot(t / "k/mnt"), {.times = true, .blocks = true});
+  if (!diffs.empty()) {
+    return {"layerfs view of the kernel's upper differs: " + ::testing::PrintToString(diffs)};
   }
   return {"", succeeded};
 }
@@ -422,6 +439,13 @@ class DifferentialWhiteoutFiles : public Differential {
 
 TEST_P(DifferentialWhiteoutFiles, AgreesWithKernelOverlayfs) { check(GetParam()); }
 
+class DifferentialRedirects : public Differential {
+ protected:
+  Whiteouts mode() const override { return Whiteouts::kRedirects; }
+};
+
+TEST_P(DifferentialRedirects, AgreesWithKernelOverlayfs) { check(GetParam()); }
+
 // 16 seeds by default; LAYERFS_DIFF_SEEDS=N explores seeds 1..N.
 unsigned seed_count() {
   const char* v = getenv("LAYERFS_DIFF_SEEDS");
@@ -433,6 +457,7 @@ INSTANTIATE_TEST_SUITE_P(Seeds, Differential, ::testing::Range(1u, seed_count() 
 // Fewer by default: the paths that differ are the whiteout writers, which every seed covers.
 INSTANTIATE_TEST_SUITE_P(Seeds, DifferentialWhiteoutFiles,
                          ::testing::Range(1u, seed_count() / 4 + 1));
+INSTANTIATE_TEST_SUITE_P(Seeds, DifferentialRedirects, ::testing::Range(1u, seed_count() / 2 + 1));
 
 }  // namespace
 }  // namespace layerfs::test

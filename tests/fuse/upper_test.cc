@@ -176,6 +176,92 @@ TEST_F(Upper, RenamingALowerDirectoryMovesItsWholeTree) {
   EXPECT_EQ(snapshot(t_ / "kmnt/dst")["sub/b"].content, "b");
 }
 
+// The inode numbers of a renamed directory's tree, by path below the mount.
+std::map<std::string, ino_t> dir_inos(const fs::path& root, const std::vector<std::string>& rels) {
+  std::map<std::string, ino_t> out;
+  for (const auto& r : rels) out[r] = lstat_of(root / r).st_ino;
+  return out;
+}
+
+// A renamed directory shows the same inode numbers through layerfs and through kernel
+// overlayfs mounting the same upper: its own number once its tree was copied (an opaque
+// directory merges nothing), and its lower number with redirect_dir=on, which records where its
+// lower copies are as the kernel does.
+TEST_F(Upper, ARenamedDirectoryHasTheSameInodeNumbersUnderTheKernel) {
+  SKIP_WITHOUT_KERNEL_OVERLAY();
+  if (!can_set_trusted_xattrs(t_.path())) GTEST_SKIP() << "trusted.* xattrs need CAP_SYS_ADMIN";
+  write_file(t_ / "lower/p/d/f", "f");
+  write_file(t_ / "lower/p/d/sub/g", "g");
+  make_dir(t_ / "lower/q");
+  const std::vector<std::string> moved = {"q/e", "q/e/sub2", "q/e/f", "q/e/sub2/g"};
+  for (const char* mode : {"off", "on"}) {
+    SCOPED_TRACE(std::string("redirect_dir=") + mode);
+    for (const char* d : {"upper", "work", "kwork"}) {
+      fs::remove_all(t_ / d);
+      make_dir(t_ / d);
+    }
+    std::map<std::string, ino_t> ours;
+    {
+      auto m = mount({"-o", std::string("redirect_dir=") + mode});
+      ASSERT_EQ(rename(mnt("p/d").c_str(), mnt("q/e").c_str()), 0) << strerror(errno);
+      ASSERT_EQ(rename(mnt("q/e/sub").c_str(), mnt("q/e/sub2").c_str()), 0) << strerror(errno);
+      EXPECT_EQ(read_file(mnt("q/e/sub2/g")), "g");
+      ours = dir_inos(t_ / "mnt", moved);
+    }
+    {
+      auto m = mount({"-o", std::string("redirect_dir=") + mode});
+      EXPECT_EQ(dir_inos(t_ / "mnt", moved), ours) << "layerfs after a remount";
+    }
+    KernelOverlay kernel({t_ / "lower"}, t_ / "mnt",
+                         "upperdir=" + upper("").string() + ",workdir=" + (t_ / "kwork").string());
+    ASSERT_TRUE(kernel.ok()) << kernel.error();
+    EXPECT_EQ(dir_inos(t_ / "mnt", moved), ours) << "kernel overlayfs on the layerfs upper";
+    EXPECT_EQ(read_file(mnt("q/e/sub2/g")), "g");
+    EXPECT_FALSE(fs::exists(mnt("p/d")));
+    if (std::string(mode) == "on") {
+      EXPECT_EQ(ours["q/e"], lstat_of(t_ / "lower/p/d").st_ino);
+      EXPECT_EQ(ours["q/e/sub2"], lstat_of(t_ / "lower/p/d/sub").st_ino);
+      EXPECT_FALSE(fs::exists(upper("q/e/f"))) << "a redirected rename copies no data";
+    } else {
+      EXPECT_EQ(ours["q/e"], lstat_of(upper("q/e")).st_ino);
+    }
+  }
+}
+
+// A redirected directory's lower copies are found again after the kernel forgot every inode,
+// through a fresh lookup of the redirect; and with redirect_dir=nofollow, as the kernel,
+// layerfs refuses to follow one.
+TEST_F(Upper, RedirectedDirectoriesAreFoundAgainAndNofollowRefusesThem) {
+  SKIP_WITHOUT_KERNEL_OVERLAY();
+  if (!can_set_trusted_xattrs(t_.path())) GTEST_SKIP() << "trusted.* xattrs need CAP_SYS_ADMIN";
+  write_file(t_ / "lower/a/b/c/deep", "deep");
+  make_dir(t_ / "lower/z");
+  {
+    auto m = mount({"-o", "redirect_dir=on"});
+    ASSERT_EQ(rename(mnt("a/b").c_str(), mnt("z/b2").c_str()), 0) << strerror(errno);
+    ASSERT_EQ(rename(mnt("z").c_str(), mnt("y").c_str()), 0) << strerror(errno);
+    std::ofstream("/proc/sys/vm/drop_caches") << "2\n";  // the kernel forgets the inodes
+    EXPECT_EQ(read_file(mnt("y/b2/c/deep")), "deep");
+    write_file(mnt("y/b2/c/deep"), "changed");  // a copy-up through two redirects
+  }
+  auto m = mount();
+  EXPECT_EQ(read_file(mnt("y/b2/c/deep")), "changed");
+  EXPECT_FALSE(fs::exists(mnt("a/b")));
+  m.reset();
+  m = mount({"-o", "redirect_dir=nofollow"});
+  struct stat st;
+  EXPECT_EQ(lstat(mnt("y/b2").c_str(), &st), -1);
+  EXPECT_EQ(errno, EPERM);
+  m.reset();
+  make_dir(t_ / "kwork");
+  KernelOverlay kernel({t_ / "lower"}, t_ / "mnt",
+                       "upperdir=" + upper("").string() + ",workdir=" + (t_ / "kwork").string() +
+                           ",redirect_dir=nofollow");
+  ASSERT_TRUE(kernel.ok()) << kernel.error();
+  EXPECT_EQ(lstat(mnt("y/b2").c_str(), &st), -1);
+  EXPECT_EQ(errno, EPERM) << "kernel overlayfs";
+}
+
 TEST_F(Upper, RmdirThenMkdirOfALowerDirectoryIsOpaque) {
   write_file(t_ / "lower/d/old", "o");
   auto m = mount();

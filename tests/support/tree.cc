@@ -83,6 +83,19 @@ void write_file(const fs::path& p, const std::string& content, mode_t mode) {
   close(fd);
 }
 
+std::string read_file(const fs::path& p) {
+  int fd = open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::string("<error: ") + strerror(errno) + ">";
+  std::string out;
+  char buf[65536];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  const int err = errno;
+  close(fd);
+  if (n < 0) return std::string("<error: ") + strerror(err) + ">";
+  return out;
+}
+
 void make_dir(const fs::path& p, mode_t mode) {
   fs::create_directories(p);
   check(chmod(p.c_str(), mode), "chmod", p);

@@ -14,6 +14,8 @@ namespace fs = std::filesystem;
 
 // Fixture builders; each creates parent directories as needed and fails the test on error.
 void write_file(const fs::path& p, const std::string& content, mode_t mode = 0644);
+// The content of a file; "<error: ...>" where it cannot be read (a value no test expects).
+std::string read_file(const fs::path& p);
 void make_dir(const fs::path& p, mode_t mode = 0755);
 void make_symlink(const std::string& target, const fs::path& p);
 void make_hardlink(const fs::path& existing, const fs::path& p);

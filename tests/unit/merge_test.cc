@@ -172,6 +172,108 @@ TEST_F(MergeTest, XattrWhiteoutsCountOnlyInMarkedDirectories) {
   EXPECT_TRUE(lookup(n->dirs, "hidden").ok());
 }
 
+// Redirects, as kernel overlayfs writes them with redirect_dir=on (fs/overlayfs/namei.c).
+class RedirectTest : public MergeTest {
+ protected:
+  std::vector<LayerDir> roots_ = {};
+  std::vector<DirRef> root_refs_;
+  Redirects follow() {
+    roots_ = roots();
+    root_refs_ = refs(roots_);
+    return Redirects{true, root_refs_};
+  }
+  static std::map<std::string, uint32_t> names(const Result<Resolved>& r) {
+    std::map<std::string, uint32_t> out;
+    if (!r.ok()) return out;
+    auto entries = list(std::span<const LayerDir>(r->dirs));
+    if (entries.ok()) {
+      for (const auto& e : *entries) out[e.name] = e.layer;
+    }
+    return out;
+  }
+};
+
+TEST_F(RedirectTest, RelativeRedirectMergesTheOldNameBelow) {
+  test::write_file(base_ / "old/f", "base");
+  test::write_file(base_ / "new/hidden", "base");  // what was at the new name stays hidden
+  test::write_file(top_ / "new/g", "top");
+  test::set_xattr(top_ / "new", "user.overlay.redirect", "old");
+  test::make_whiteout(top_ / "old");
+  auto rules = follow();
+  auto r = lookup(roots_, "new", rules);
+  ASSERT_TRUE(r.ok()) << r.error();
+  ASSERT_EQ(r->dirs.size(), 2u);
+  EXPECT_TRUE(r->dirs[1].redirected);
+  EXPECT_EQ(names(r), (std::map<std::string, uint32_t>{{"f", 2}, {"g", 0}}));
+  EXPECT_EQ(lookup(roots_, "old", rules).error(), ENOENT);
+}
+
+TEST_F(RedirectTest, AbsoluteRedirectStartsAtTheRootsOfTheLayersBelow) {
+  test::write_file(mid_ / "a/b/d/from_mid", "");
+  test::write_file(base_ / "a/b/d/from_base", "");
+  test::write_file(base_ / "x/y/e/unrelated", "");
+  test::make_dir(top_ / "x/y/e");
+  test::set_xattr(top_ / "x/y/e", "user.overlay.redirect", "/a/b/d");
+  auto rules = follow();
+  auto x = lookup(roots_, "x", rules);
+  ASSERT_TRUE(x.ok());
+  auto y = lookup(x->dirs, "y", rules);
+  ASSERT_TRUE(y.ok());
+  auto e = lookup(y->dirs, "e", rules);
+  ASSERT_TRUE(e.ok()) << e.error();
+  EXPECT_EQ(names(e), (std::map<std::string, uint32_t>{{"from_base", 2}, {"from_mid", 1}}));
+  // A child of the redirected directory is looked up in the copies the redirect found.
+  test::write_file(base_ / "a/b/d/sub/deep", "");
+  auto sub = lookup(e->dirs, "sub", rules);
+  ASSERT_TRUE(sub.ok());
+  EXPECT_EQ(names(sub), (std::map<std::string, uint32_t>{{"deep", 2}}));
+}
+
+TEST_F(RedirectTest, WhiteoutOrFileOnTheRedirectedPathEndsTheMerge) {
+  test::write_file(base_ / "a/d/f", "");
+  test::make_whiteout(mid_ / "a");  // deletes a, so nothing under it shows
+  test::make_dir(top_ / "e");
+  test::set_xattr(top_ / "e", "user.overlay.redirect", "/a/d");
+  auto rules = follow();
+  auto e = lookup(roots_, "e", rules);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->dirs.size(), 1u);
+  EXPECT_TRUE(names(e).empty());
+}
+
+TEST_F(RedirectTest, OpaqueDirectoryIgnoresItsRedirect) {
+  test::write_file(base_ / "old/f", "");
+  test::make_dir(top_ / "new");
+  test::set_xattr(top_ / "new", "user.overlay.redirect", "old");
+  test::set_xattr(top_ / "new", "user.overlay.opaque", "y");
+  auto e = lookup(roots(), "new");
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->dirs.size(), 1u);
+}
+
+TEST_F(RedirectTest, NotFollowingRefusesWhatARedirectWouldShow) {
+  test::write_file(base_ / "old/f", "");
+  test::make_dir(top_ / "new");
+  test::set_xattr(top_ / "new", "user.overlay.redirect", "old");
+  test::make_dir(top_ / "dangling");
+  test::set_xattr(top_ / "dangling", "user.overlay.redirect", "nothing-there");
+  auto rules = follow();
+  rules.follow = false;
+  EXPECT_EQ(lookup(roots_, "new", rules).error(), EPERM);
+  EXPECT_TRUE(lookup(roots_, "dangling", rules).ok());
+}
+
+TEST_F(RedirectTest, MalformedRedirectIsAnErrorNotAnEscape) {
+  TempDir outside("outside");
+  test::write_file(base_ / "d/f", "");
+  for (const char* bad : {"../outside", "/a//b", "/a/", "/..", "a/b", ".wh.x", ".."}) {
+    test::make_dir(top_ / "e");
+    test::set_xattr(top_ / "e", "user.overlay.redirect", bad);
+    auto rules = follow();
+    EXPECT_EQ(lookup(roots_, "e", rules).error(), EINVAL) << "redirect '" << bad << "'";
+  }
+}
+
 TEST_F(MergeTest, HundredsOfLayers) {
   TempDir many("many");
   std::vector<LayerDir> dirs;

@@ -174,6 +174,10 @@ TEST(Options, BadValuesFailNamingTheOptionAndTheValue) {
   EXPECT_FALSE(parse_ok({"-o", "lowerdir=/l,fsync=0", "/m"}).fsync);
   EXPECT_FALSE(parse_ok({"-o", "lowerdir=/l,threaded=0", "/m"}).threaded);
   EXPECT_EQ(parse_ok({"-o", "lowerdir=/l,timeout=0.5", "/m"}).timeout, 0.5);
+  EXPECT_EQ(parse_error({"-o", "lowerdir=/l,redirect_dir=yes", "/m"}),
+            "redirect_dir=yes: not on, follow, off or nofollow");
+  EXPECT_EQ(parse_ok({"-o", "lowerdir=/l,redirect_dir=on", "/m"}).redirect_dir, "on");
+  EXPECT_EQ(parse_ok({"-o", "lowerdir=/l", "/m"}).redirect_dir, "off");
 }
 
 TEST(Options, OverlappingIdRangesAreRefused) {
