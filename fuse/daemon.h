@@ -105,9 +105,9 @@ struct Daemon {
 
   // The inode number the mount shows for an upper object: its recorded origin, if any.
   uint64_t upper_st_ino(int dir_fd, const char* name, const struct stat& st) const;
-  // The st_ino of the lower object named by a kernel-written overlay.origin on `path`, if the
-  // origin decodes (see layers/origin.h).
-  std::optional<uint64_t> kernel_origin_ino(const char* path) const;
+  // The st_ino of the lower object named by a kernel-written overlay.origin on the upper entry
+  // `name` of dir_fd, if the origin decodes (see layers/origin.h).
+  std::optional<uint64_t> kernel_origin_ino(int dir_fd, const char* name) const;
 
   // Makes sure `inode` lives in the upper, copying it (and its parents first) if not.
   // With `truncate` (an O_TRUNC open), the data is not copied: it is about to go.

@@ -109,7 +109,7 @@ Result<CopyFd> DirFds::reopen(const Inode& dir, const DirRef& copy) {
     }
     if (length > kMaxPath) {
       // A deep tree: the ancestor first (cached on the way), then the rest from it.
-      auto step = open(*keep, *ref);
+      auto step = this->open(*keep, *ref);
       if (!step.ok()) return step.err();
       base = std::move(*step);
       break;

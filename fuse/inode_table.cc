@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "layers/sys/fs.h"
+#include "layers/sys/xattr.h"
 
 namespace layerfs {
 

@@ -18,6 +18,8 @@
 #include "layers/acl.h"
 #include "layers/base/log.h"
 #include "layers/sys/fs.h"
+#include "layers/sys/process.h"
+#include "layers/sys/xattr.h"
 #include "layers/whiteout.h"
 
 #ifndef LAYERFS_VERSION
@@ -61,7 +63,7 @@ int run(const Options& opts) {
   for (const auto& w : opts.warnings) log::warn("%s", w.c_str());
 
   // Xattrs (and so opaque dirs and xattr whiteouts) are read through /proc/self/fd.
-  if (access("/proc/self/fd", X_OK) != 0) {
+  if (!sys::path_exists("/proc/self/fd")) {
     log::error("/proc/self/fd: %s (layerfs needs /proc mounted)", strerror(errno));
     return 1;
   }
@@ -83,19 +85,18 @@ int run(const Options& opts) {
   }
   auto stack = std::get<std::shared_ptr<const LayerStack>>(std::move(opened));
 
-  char* real = realpath(opts.mountpoint.c_str(), nullptr);
-  if (real == nullptr) {
-    log::error("mountpoint '%s': %s", opts.mountpoint.c_str(), strerror(errno));
+  auto real = sys::real_path(opts.mountpoint.c_str());
+  if (!real.ok()) {
+    log::error("mountpoint '%s': %s", opts.mountpoint.c_str(), real.err().message().c_str());
     return 1;
   }
-  std::string mountpoint(real);
-  free(real);
-  struct stat mst;
-  if (stat(mountpoint.c_str(), &mst) < 0) {
-    log::error("mountpoint '%s': %s", opts.mountpoint.c_str(), strerror(errno));
+  const std::string mountpoint = std::move(*real);
+  auto mst = sys::stat_at(AT_FDCWD, mountpoint.c_str());
+  if (!mst.ok()) {
+    log::error("mountpoint '%s': %s", opts.mountpoint.c_str(), mst.err().message().c_str());
     return 1;
   }
-  if (!S_ISDIR(mst.st_mode)) {
+  if (!S_ISDIR(mst->st_mode)) {
     log::error("mountpoint '%s': %s", opts.mountpoint.c_str(), strerror(ENOTDIR));
     return 1;
   }
@@ -162,7 +163,7 @@ int run(const Options& opts) {
 
   // New objects get exactly the mode computed for them (the kernel applied the caller's umask,
   // or, with ACLs, the daemon does).
-  umask(0);
+  sys::set_umask(0);
 
   Daemon daemon;
   daemon.stack = stack;
@@ -178,7 +179,7 @@ int run(const Options& opts) {
   // As kernel overlayfs: with userxattr, redirects are neither written nor followed unless
   // asked for.
   const bool user_xattrs = daemon.upper ? daemon.upper->xattr_prefix() == "user.overlay."
-                                        : geteuid() != 0;
+                                        : !sys::running_as_root();
   daemon.write_redirects = opts.redirect_dir == "on";
   daemon.follow_redirects = opts.redirect_dir == "on" || opts.redirect_dir == "follow" ||
                             (opts.redirect_dir == "off" && !user_xattrs);
@@ -199,8 +200,8 @@ int run(const Options& opts) {
   }
 
   std::vector<std::string> warnings;
-  const MountEnvironment env{.root = geteuid() == 0,
-                             .selinux = access("/sys/fs/selinux/enforce", F_OK) == 0,
+  const MountEnvironment env{.root = sys::running_as_root(),
+                             .selinux = sys::path_exists("/sys/fs/selinux/enforce"),
                              .read_only = !daemon.writable()};
   std::vector<std::string> fuse_opts = kernel_mount_options(opts, env, &warnings);
   for (const auto& w : warnings) log::warn("%s", w.c_str());

@@ -13,6 +13,7 @@
 
 #include "fuse/daemon.h"
 #include "layers/sys/fs.h"
+#include "layers/sys/xattr.h"
 
 namespace layerfs {
 namespace {
@@ -112,8 +113,8 @@ void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) 
   }
   auto fd = sys::reopen(upper->get(), O_RDONLY | O_DIRECTORY);
   if (!fd.ok()) return (void)fuse_reply_err(req, fd.error());
-  int r = datasync ? fdatasync(fd->get()) : fsync(fd->get());
-  fuse_reply_err(req, r == 0 ? 0 : errno);
+  auto r = sys::sync_fd(fd->get(), datasync != 0);
+  fuse_reply_err(req, r.ok() ? 0 : r.error());
 }
 
 }  // namespace

@@ -10,14 +10,16 @@
 #include "fuse/daemon.h"
 #include "layers/copy_up.h"
 #include "layers/sys/fs.h"
+#include "layers/sys/xattr.h"
 
 namespace layerfs {
 
-std::optional<uint64_t> Daemon::kernel_origin_ino(const char* path) const {
+std::optional<uint64_t> Daemon::kernel_origin_ino(int dir_fd, const char* name) const {
   char buf[256];
   const std::string xattr = upper->xattr_prefix() + "origin";
-  ssize_t n = lgetxattr(path, xattr.c_str(), buf, sizeof buf);
-  if (n <= 0) return std::nullopt;
+  auto got = sys::get_xattr_at(dir_fd, name, xattr.c_str(), buf, sizeof buf);
+  if (!got.ok() || *got == 0) return std::nullopt;
+  const size_t n = *got;
   // The first lower layer that decodes the handle holds the origin, as kernel overlayfs finds
   // it. Its number is shown where the kernel shows it: for a directory, or a file that had one
   // link (a copied name of a hard-link pair has a number of its own).
@@ -26,7 +28,7 @@ std::optional<uint64_t> Daemon::kernel_origin_ino(const char* path) const {
     auto mount_fd = sys::reopen(layer.root.get(), O_RDONLY | O_DIRECTORY);
     if (!mount_fd.ok()) continue;
     auto fd =
-        origin::decode(std::string_view(buf, static_cast<size_t>(n)), mount_fd->get(), layer.uuid);
+        origin::decode(std::string_view(buf, n), mount_fd->get(), layer.uuid);
     if (!fd.ok()) {
       if (fd.error() == EINVAL || fd.error() == EPERM) return std::nullopt;
       continue;
@@ -44,34 +46,37 @@ uint64_t Daemon::upper_st_ino(int dir_fd, const char* name, const struct stat& s
   // its origin xattr), recorded by copy_up; but an opaque directory, which merges nothing, shows
   // its own (as in the kernel, which takes a directory's number from its first lower copy).
   if (upper) {
-    const std::string path = "/proc/self/fd/" + std::to_string(dir_fd) + "/" + name;
     const std::string ino_xattr = origin_ino_xattr(*upper);
     const std::string origin_xattr = upper->xattr_prefix() + "origin";
     // One listxattr answers for most upper objects (created through the mount: no origin);
     // values are read only for the names present.
     char names[1024];
-    const ssize_t listed = llistxattr(path.c_str(), names, sizeof names);
-    const bool too_many = listed < 0 && errno == ERANGE;  // then just ask for each
+    auto list = sys::list_xattr_at(dir_fd, name, names, sizeof names);
+    const size_t listed = list.ok() ? *list : 0;
+    const bool too_many = !list.ok() && list.error() == ERANGE;  // then just ask for each
     auto has = [&](std::string_view x) {
       if (too_many) return true;
-      for (ssize_t pos = 0; pos < listed;) {
+      for (size_t pos = 0; pos < listed;) {
         std::string_view n(names + pos);
         if (n == x) return true;
-        pos += static_cast<ssize_t>(n.size()) + 1;
+        pos += n.size() + 1;
       }
       return false;
+    };
+    auto get = [&](const std::string& x, char* buf, size_t size) {
+      auto n = sys::get_xattr_at(dir_fd, name, x.c_str(), buf, size);
+      return n.ok() ? *n : 0;
     };
     if (S_ISDIR(st.st_mode)) {
       const std::string opaque_xattr = upper->xattr_prefix() + "opaque";
       char v[2];
-      if (has(opaque_xattr) && lgetxattr(path.c_str(), opaque_xattr.c_str(), v, sizeof v) > 0 &&
-          v[0] == 'y') {
+      if (has(opaque_xattr) && get(opaque_xattr, v, sizeof v) > 0 && v[0] == 'y') {
         return stack->map_ino(0, st.st_ino);
       }
     }
     if (has(ino_xattr)) {
       char buf[32];
-      ssize_t n = lgetxattr(path.c_str(), ino_xattr.c_str(), buf, sizeof buf - 1);
+      const size_t n = get(ino_xattr, buf, sizeof buf - 1);
       if (n > 0) {
         buf[n] = '\0';
         char* end = nullptr;
@@ -80,7 +85,7 @@ uint64_t Daemon::upper_st_ino(int dir_fd, const char* name, const struct stat& s
       }
     }
     if (has(origin_xattr)) {
-      if (auto ino = kernel_origin_ino(path.c_str())) return *ino;
+      if (auto ino = kernel_origin_ino(dir_fd, name)) return *ino;
     }
   }
   return stack->map_ino(0, st.st_ino);
@@ -359,10 +364,10 @@ void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
 void op_statfs(fuse_req_t req, fuse_ino_t) {
   // As kernel overlayfs: the filesystem of the upper, else of the topmost lower layer.
   Daemon& d = Daemon::of(req);
-  struct statvfs sv;
   int fd = d.writable() ? d.upper->upper_fd() : d.stack->layer(0).root.get();
-  if (fstatvfs(fd, &sv) < 0) return (void)fuse_reply_err(req, errno);
-  fuse_reply_statfs(req, &sv);
+  auto sv = sys::stat_vfs(fd);
+  if (!sv.ok()) return (void)fuse_reply_err(req, sv.error());
+  fuse_reply_statfs(req, &*sv);
 }
 
 // Used only when the mount runs without default_permissions; the kernel checks otherwise.

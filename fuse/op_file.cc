@@ -14,6 +14,7 @@
 #include "fuse/daemon.h"
 #include "fuse/file_handle.h"
 #include "layers/sys/fs.h"
+#include "layers/sys/xattr.h"
 
 namespace layerfs {
 
@@ -101,8 +102,8 @@ ssize_t write_direct(int fd, fuse_bufvec* in, off_t off) {
   aligned.buf[0].mem = mem;
   ssize_t n = fuse_buf_copy(&aligned, in, static_cast<fuse_buf_copy_flags>(0));
   if (n < 0) return n;
-  ssize_t w = pwrite(fd, mem, static_cast<size_t>(n), off);
-  return w < 0 ? -errno : w;
+  auto w = sys::pwrite_fd(fd, mem, static_cast<size_t>(n), off);
+  return w.ok() ? static_cast<ssize_t>(*w) : -w.error();
 }
 
 void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
@@ -127,32 +128,31 @@ void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 }
 
 void op_fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
-  int fd = FileHandle::of(fi)->current_fd();
-  int r = datasync ? fdatasync(fd) : fsync(fd);
-  fuse_reply_err(req, r == 0 ? 0 : errno);
+  auto r = sys::sync_fd(FileHandle::of(fi)->current_fd(), datasync != 0);
+  fuse_reply_err(req, r.ok() ? 0 : r.error());
 }
 
 void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fuse_file_info* fi) {
   if (!Daemon::of(req).writable()) return (void)fuse_reply_err(req, EROFS);
-  int r = fallocate(FileHandle::of(fi)->current_fd(), mode, off, len);
-  fuse_reply_err(req, r == 0 ? 0 : errno);
+  auto r = sys::allocate(FileHandle::of(fi)->current_fd(), mode, off, len);
+  fuse_reply_err(req, r.ok() ? 0 : r.error());
 }
 
 void op_copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* fi_in, fuse_ino_t,
                         off_t off_out, fuse_file_info* fi_out, size_t len, int flags) {
   if (!Daemon::of(req).writable()) return (void)fuse_reply_err(req, EROFS);
-  loff_t in = off_in, out = off_out;
-  ssize_t n = copy_file_range(FileHandle::of(fi_in)->current_fd(), &in,
-                              FileHandle::of(fi_out)->current_fd(), &out, len,
-                              static_cast<unsigned>(flags));
-  if (n < 0) return (void)fuse_reply_err(req, errno);
-  fuse_reply_write(req, static_cast<size_t>(n));
+  if (flags != 0) return (void)fuse_reply_err(req, EINVAL);  // as copy_file_range(2)
+  off_t in = off_in, out = off_out;
+  auto n = sys::copy_range(FileHandle::of(fi_in)->current_fd(), &in,
+                           FileHandle::of(fi_out)->current_fd(), &out, len);
+  if (!n.ok()) return (void)fuse_reply_err(req, n.error());
+  fuse_reply_write(req, *n);
 }
 
 void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
-  off_t r = lseek(FileHandle::of(fi)->current_fd(), off, whence);
-  if (r < 0) return (void)fuse_reply_err(req, errno);
-  fuse_reply_lseek(req, r);
+  auto r = sys::seek(FileHandle::of(fi)->current_fd(), off, whence);
+  if (!r.ok()) return (void)fuse_reply_err(req, r.error());
+  fuse_reply_lseek(req, *r);
 }
 
 void op_readlink(fuse_req_t req, fuse_ino_t ino) {

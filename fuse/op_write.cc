@@ -32,6 +32,7 @@
 #include "layers/acl.h"
 #include "layers/stat_override.h"
 #include "layers/sys/fs.h"
+#include "layers/sys/xattr.h"
 #include "layers/upper.h"
 #include "layers/whiteout.h"
 
@@ -100,7 +101,7 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
   const int work = upper.work_fd();
   const std::string temp = upper.temp_name();
   UniqueFd fd;
-  int rc = 0;
+  Result<void> made;
   switch (kind) {
     case Kind::kFile: {
       int flags = (what.open_flags & ~(O_TRUNC | O_CREAT | O_EXCL | O_NOCTTY)) | O_CREAT | O_EXCL;
@@ -110,16 +111,16 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
       break;
     }
     case Kind::kDir:
-      rc = mkdirat(work, temp.c_str(), perms->mode);
+      made = sys::make_dir_at(work, temp.c_str(), perms->mode);
       break;
     case Kind::kNode:
-      rc = mknodat(work, temp.c_str(), (what.mode & S_IFMT) | perms->mode, what.rdev);
+      made = sys::make_node_at(work, temp.c_str(), (what.mode & S_IFMT) | perms->mode, what.rdev);
       break;
     case Kind::kSymlink:
-      rc = symlinkat(what.target, work, temp.c_str());
+      made = sys::make_symlink_at(what.target, work, temp.c_str());
       break;
   }
-  if (rc != 0) return last_errno();
+  if (!made.ok()) return made.err();
 
   auto fail = [&](Errno e) -> Result<Created> {
     upper.discard(temp);
@@ -136,9 +137,9 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
   // caller's.
   const bool setgid_dir = (shown_parent.st_mode & S_ISGID) != 0;
   const gid_t gid = setgid_dir ? shown_parent.st_gid : who.gid;
-  if (!in_xattr && fchownat(work, temp.c_str(), who.uid, gid, AT_SYMLINK_NOFOLLOW) != 0 &&
-      errno != EPERM) {
-    return fail(last_errno());
+  if (!in_xattr) {
+    auto owned = sys::chown_at(work, temp.c_str(), who.uid, gid);
+    if (!owned.ok() && owned.error() != EPERM) return fail(owned.err());
   }
   if (kind != Kind::kSymlink) {
     // After chown, which clears set-id bits; the daemon's umask is 0.
@@ -146,7 +147,7 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
     if (kind == Kind::kDir && setgid_dir) mode |= S_ISGID;
     const mode_t on_disk =
         in_xattr ? mode | (kind == Kind::kDir ? S_IRWXU : S_IRUSR | S_IWUSR) : mode;
-    if (fchmodat(work, temp.c_str(), on_disk, 0) != 0) return fail(last_errno());
+    if (auto m = sys::chmod_at(work, temp.c_str(), on_disk); !m.ok()) return fail(m.err());
     if (in_xattr) {
       // (Symlinks carry no user.* xattrs; they show the daemon as owner.)
       auto pfd = sys::open_path(work, temp.c_str());
@@ -273,8 +274,7 @@ Result<void> remove_name(Daemon& d, Inode& parent, const char* name, Inode& vict
   const bool in_upper = victim.layer() == 0;
   if (!in_upper) return upper.make_whiteout(dir, name);
   if (!whiteout) {
-    if (unlinkat(dir, name, victim.is_dir() ? AT_REMOVEDIR : 0) != 0) return last_errno();
-    return {};
+    return sys::unlink_at(dir, name, victim.is_dir() ? AT_REMOVEDIR : 0);
   }
   // A directory is swapped with the whiteout and removed in the work dir: the name never shows
   // the lower directory in between.
@@ -466,7 +466,8 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
       auto o = opaque_if_merging(d, *moved, *into);
       if (!o.ok()) return o;
     }
-    if (renameat2(from, name, to, new_name, RENAME_EXCHANGE) != 0) return last_errno();
+    auto swapped = sys::rename_at(from, name, to, new_name, RENAME_EXCHANGE);
+    if (!swapped.ok()) return swapped;
     dst->renamed(parent.shared_from_this(), name);
   } else {
     if (dst && dst->is_dir()) {
@@ -499,19 +500,26 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
     if (src->is_dir() && marker == Upper::Marker::kDevice) {
       // A directory cannot replace a whiteout by rename; swap them, and the whiteout lands on
       // the old name, where it is either needed or removed.
-      if (renameat2(from, name, to, new_name, RENAME_EXCHANGE) != 0) return last_errno();
-      if (!whiteout) unlinkat(from, name, 0);
+      auto swapped = sys::rename_at(from, name, to, new_name, RENAME_EXCHANGE);
+      if (!swapped.ok()) return swapped;
+      if (!whiteout) (void)sys::unlink_at(from, name);
     } else if (!whiteout) {
-      if (renameat2(from, name, to, new_name, 0) != 0) return last_errno();
-    } else if (!upper.device_whiteouts() ||
-               renameat2(from, name, to, new_name, RENAME_WHITEOUT) != 0) {
-      // RENAME_WHITEOUT needs CAP_MKNOD and filesystem support: rename, then mark.
-      if (upper.device_whiteouts() && errno != EINVAL && errno != EPERM && errno != EOPNOTSUPP) {
-        return last_errno();
+      auto moved = sys::rename_at(from, name, to, new_name);
+      if (!moved.ok()) return moved;
+    } else {
+      Result<void> moved = Errno{EINVAL};
+      if (upper.device_whiteouts()) moved = sys::rename_at(from, name, to, new_name, RENAME_WHITEOUT);
+      if (!moved.ok()) {
+        // RENAME_WHITEOUT needs CAP_MKNOD and filesystem support: rename, then mark.
+        if (upper.device_whiteouts() && moved.error() != EINVAL && moved.error() != EPERM &&
+            moved.error() != EOPNOTSUPP) {
+          return moved;
+        }
+        auto plain = sys::rename_at(from, name, to, new_name);
+        if (!plain.ok()) return plain;
+        auto w = upper.make_whiteout(from, name);
+        if (!w.ok()) return w;
       }
-      if (renameat2(from, name, to, new_name, 0) != 0) return last_errno();
-      auto w = upper.make_whiteout(from, name);
-      if (!w.ok()) return w;
     }
     if (marker == Upper::Marker::kFile) {
       auto cleared = Upper::clear_whiteout_file(to, new_name);
@@ -549,10 +557,8 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent_id, const cha
   // The object, by its pinned fd if it has one (the name it was found by may be gone).
   Inode::Where w = src.where();
   const int pinned = src.pinned_fd();
-  const std::string proc = "/proc/self/fd/" + std::to_string(pinned);
   auto link_to = [&](int dir, const char* name) {
-    return pinned >= 0 ? linkat(AT_FDCWD, proc.c_str(), dir, name, AT_SYMLINK_FOLLOW)
-                       : linkat(w.dir_fd, w.name.c_str(), dir, name, 0);
+    return pinned >= 0 ? sys::link_fd(pinned, dir, name) : sys::link_at(w.dir_fd, w.name.c_str(), dir, name);
   };
   if (pinned < 0 && w.dir_fd < 0) return (void)fuse_reply_err(req, w.dir_error);
   auto to_held = new_parent.copy_fd(0);
@@ -563,14 +569,16 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent_id, const cha
   const Upper::Marker marker = Upper::whiteout_at(to, new_name);
   if (marker == Upper::Marker::kDevice) {
     std::string temp = upper.temp_name();
-    if (link_to(upper.work_fd(), temp.c_str()) != 0) return (void)fuse_reply_err(req, errno);
+    if (auto l = link_to(upper.work_fd(), temp.c_str()); !l.ok()) {
+      return (void)fuse_reply_err(req, l.error());
+    }
     auto in = upper.install(temp, to, new_name, true);
     if (!in.ok()) {
       upper.discard(temp);
       return (void)fuse_reply_err(req, in.error());
     }
-  } else if (link_to(to, new_name) != 0) {
-    return (void)fuse_reply_err(req, errno);
+  } else if (auto l = link_to(to, new_name); !l.ok()) {
+    return (void)fuse_reply_err(req, l.error());
   }
   if (marker == Upper::Marker::kFile) {
     if (auto cleared = Upper::clear_whiteout_file(to, new_name); !cleared.ok()) {
@@ -612,18 +620,12 @@ Result<void> apply_setattr(const Daemon& d, Inode& inode, const struct stat& att
                            fuse_file_info* fi) {
   auto fd = inode.path_fd();
   if (!fd.ok()) return fd.err();
-  char proc[32];
-  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd->get());
   constexpr int kAttrs = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
                          FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME;
   if ((to_set & kAttrs) == 0) {
     // chown(f, -1, -1) and the like change nothing but ctime, and the kernel sends no field
     // for it unless it caches writes: a chown to -1, -1 below updates ctime the same way.
-    if (fchownat(fd->get(), "", static_cast<uid_t>(-1), static_cast<gid_t>(-1),
-                 AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
-      return last_errno();
-    }
-    return {};
+    return sys::chown_fd(fd->get(), static_cast<uid_t>(-1), static_cast<gid_t>(-1));
   }
   if (!d.override_xattr.empty() && !S_ISLNK(inode.type()) &&
       (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
@@ -633,19 +635,17 @@ Result<void> apply_setattr(const Daemon& d, Inode& inode, const struct stat& att
   }
   if (to_set & FUSE_SET_ATTR_MODE) {
     if (S_ISLNK(inode.type())) return Errno{EOPNOTSUPP};
-    if (chmod(proc, attr.st_mode & 07777) != 0) return last_errno();
+    if (auto m = sys::chmod_fd(fd->get(), attr.st_mode & 07777); !m.ok()) return m;
   }
   if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
     uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? d.disk_uid(attr.st_uid) : static_cast<uid_t>(-1);
     gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? d.disk_gid(attr.st_gid) : static_cast<gid_t>(-1);
-    if (fchownat(fd->get(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
-      return last_errno();
-    }
+    if (auto o = sys::chown_fd(fd->get(), uid, gid); !o.ok()) return o;
   }
   if (to_set & FUSE_SET_ATTR_SIZE) {
-    int r = fi != nullptr ? ftruncate(FileHandle::of(fi)->current_fd(), attr.st_size)
-                          : truncate(proc, attr.st_size);
-    if (r != 0) return last_errno();
+    auto t = sys::truncate_fd(fi != nullptr ? FileHandle::of(fi)->current_fd() : fd->get(),
+                              attr.st_size);
+    if (!t.ok()) return t;
   }
   if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
     timespec times[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
@@ -659,9 +659,7 @@ Result<void> apply_setattr(const Daemon& d, Inode& inode, const struct stat& att
     } else if (to_set & FUSE_SET_ATTR_MTIME) {
       times[1] = attr.st_mtim;
     }
-    if (utimensat(fd->get(), "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
-      return last_errno();
-    }
+    if (auto t = sys::set_times_fd(fd->get(), times); !t.ok()) return t;
   }
   return {};
 }

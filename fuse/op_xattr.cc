@@ -8,6 +8,7 @@
 #include "fuse/daemon.h"
 #include "layers/acl.h"
 #include "layers/sys/fs.h"
+#include "layers/sys/xattr.h"
 #include "layers/whiteout.h"
 
 namespace layerfs {
@@ -69,17 +70,13 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 
 // Writes go to the upper copy, made first. Overlay-private names cannot be set or removed
 // through the mount (they would change what the layers mean).
-Result<std::string> writable_xattr_path(Daemon& d, Inode& inode, const char* name,
-                                        UniqueFd* holder) {
+Result<UniqueFd> writable_xattr_fd(Daemon& d, Inode& inode, const char* name) {
   if (is_acl(name) && !d.acl) return Errno{EOPNOTSUPP};
   if (!d.writable()) return Errno{EROFS};
   if (Whiteout::is_private_xattr(name)) return Errno{EPERM};
   auto up = d.copy_up(inode);
   if (!up.ok()) return up.err();
-  auto fd = inode.path_fd();
-  if (!fd.ok()) return fd.err();
-  *holder = std::move(*fd);
-  return "/proc/self/fd/" + std::to_string(holder->get());
+  return inode.path_fd();
 }
 
 // Setting an access ACL clears the set-group-ID bit when the caller is neither in the file's
@@ -103,13 +100,12 @@ Result<void> clear_sgid_for_acl(fuse_req_t req, const Daemon& d, int fd) {
 void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
                  int flags) {
   Daemon& d = Daemon::of(req);
-  UniqueFd holder;
-  auto path = writable_xattr_path(d, d.inode(ino), name, &holder);
-  if (!path.ok()) return (void)fuse_reply_err(req, path.error());
-  int r = setxattr(path->c_str(), name, value, size, flags);
-  if (r != 0) return (void)fuse_reply_err(req, errno);
+  auto fd = writable_xattr_fd(d, d.inode(ino), name);
+  if (!fd.ok()) return (void)fuse_reply_err(req, fd.error());
+  auto set = sys::set_xattr(fd->get(), name, std::string_view(value, size), flags);
+  if (!set.ok()) return (void)fuse_reply_err(req, set.error());
   if (name == std::string_view(acl::kAccess)) {
-    auto cleared = clear_sgid_for_acl(req, d, holder.get());
+    auto cleared = clear_sgid_for_acl(req, d, fd->get());
     if (!cleared.ok()) return (void)fuse_reply_err(req, cleared.error());
   }
   fuse_reply_err(req, 0);
@@ -126,11 +122,10 @@ void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
     auto has = sys::get_xattr(fd->get(), name, nullptr, 0);
     if (!has.ok()) return (void)fuse_reply_err(req, has.error());
   }
-  UniqueFd holder;
-  auto path = writable_xattr_path(d, d.inode(ino), name, &holder);
-  if (!path.ok()) return (void)fuse_reply_err(req, path.error());
-  int r = removexattr(path->c_str(), name);
-  fuse_reply_err(req, r == 0 ? 0 : errno);
+  auto fd = writable_xattr_fd(d, d.inode(ino), name);
+  if (!fd.ok()) return (void)fuse_reply_err(req, fd.error());
+  auto removed = sys::remove_xattr(fd->get(), name);
+  fuse_reply_err(req, removed.ok() ? 0 : removed.error());
 }
 
 }  // namespace

@@ -1,15 +1,12 @@
 #include "layers/copy_up.h"
 
 #include <fcntl.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
-#include <sys/xattr.h>
-#include <unistd.h>
 
 #include <string>
 #include <vector>
 
 #include "layers/sys/fs.h"
+#include "layers/sys/xattr.h"
 #include "layers/whiteout.h"
 
 namespace layerfs {
@@ -24,19 +21,21 @@ bool try_next(int err) {
 Result<void> copy_range_rw(int src, int dst, off_t off, off_t len) {
   std::vector<char> buf(1 << 20);
   while (len > 0) {
-    ssize_t n = pread(src, buf.data(), std::min<off_t>(len, static_cast<off_t>(buf.size())), off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return last_errno();
+    auto got = sys::pread_fd(src, buf.data(),
+                             static_cast<size_t>(std::min<off_t>(len, static_cast<off_t>(buf.size()))), off);
+    if (!got.ok()) {
+      if (got.error() == EINTR) continue;
+      return got.err();
     }
+    const off_t n = static_cast<off_t>(*got);
     if (n == 0) break;
-    for (ssize_t done = 0; done < n;) {
-      ssize_t w = pwrite(dst, buf.data() + done, static_cast<size_t>(n - done), off + done);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        return last_errno();
+    for (off_t done = 0; done < n;) {
+      auto w = sys::pwrite_fd(dst, buf.data() + done, static_cast<size_t>(n - done), off + done);
+      if (!w.ok()) {
+        if (w.error() == EINTR) continue;
+        return w.err();
       }
-      done += w;
+      done += static_cast<off_t>(*w);
     }
     off += n;
     len -= n;
@@ -46,11 +45,10 @@ Result<void> copy_range_rw(int src, int dst, off_t off, off_t len) {
 
 // The next data segment at or after `off`: [start, end). start == size when there is none.
 std::pair<off_t, off_t> next_segment(int fd, off_t off, off_t size) {
-  off_t start = lseek(fd, off, SEEK_DATA);
-  if (start < 0) return {errno == ENXIO ? size : off, size};  // no SEEK_DATA: all data
-  off_t end = lseek(fd, start, SEEK_HOLE);
-  if (end < 0) end = size;
-  return {start, std::min(end, size)};
+  auto start = sys::seek(fd, off, SEEK_DATA);
+  if (!start.ok()) return {start.error() == ENXIO ? size : off, size};  // no SEEK_DATA: all data
+  auto end = sys::seek(fd, *start, SEEK_HOLE);
+  return {*start, std::min(end.ok() ? *end : size, size)};
 }
 
 Result<void> copy_xattrs(int src_path_fd, int dst_path_fd) {
@@ -59,8 +57,6 @@ Result<void> copy_xattrs(int src_path_fd, int dst_path_fd) {
     if (names.error() == EOPNOTSUPP || names.error() == ENODATA) return {};
     return names.err();
   }
-  char proc[32];
-  snprintf(proc, sizeof proc, "/proc/self/fd/%d", dst_path_fd);
   for (size_t pos = 0; pos < names->size();) {
     std::string name(names->c_str() + pos);
     pos += name.size() + 1;
@@ -70,11 +66,11 @@ Result<void> copy_xattrs(int src_path_fd, int dst_path_fd) {
       if (value.error() == ENODATA) continue;
       return value.err();
     }
-    if (setxattr(proc, name.c_str(), value->data(), value->size(), 0) != 0) {
+    if (auto set = sys::set_xattr(dst_path_fd, name.c_str(), *value); !set.ok()) {
       // An xattr the upper cannot hold (or this user may not set) is not worth failing for,
       // as in kernel overlayfs' copy-up; anything else is.
-      if (errno == EOPNOTSUPP || errno == EPERM) continue;
-      return last_errno();
+      if (set.error() == EOPNOTSUPP || set.error() == EPERM) continue;
+      return set;
     }
   }
   return {};
@@ -83,42 +79,38 @@ Result<void> copy_xattrs(int src_path_fd, int dst_path_fd) {
 // Owner, mode, xattrs, origin and times of the work-dir object behind path_fd.
 Result<void> copy_metadata(Upper& upper, int src_path_fd, int dst_path_fd, const struct stat& st,
                            const CopyUpOptions& opts) {
-  char proc[32];
-  snprintf(proc, sizeof proc, "/proc/self/fd/%d", dst_path_fd);
-  bool is_link = S_ISLNK(st.st_mode);
-  if (fchownat(dst_path_fd, "", st.st_uid, st.st_gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+  const bool is_link = S_ISLNK(st.st_mode);
+  if (auto owned = sys::chown_fd(dst_path_fd, st.st_uid, st.st_gid); !owned.ok()) {
     // Without CAP_CHOWN the copy keeps the mounter's ownership (the rootless case).
-    if (errno != EPERM) return last_errno();
+    if (owned.error() != EPERM) return owned;
   }
   // chown clears set-id bits and capabilities; mode and xattrs come after it.
-  if (!is_link && chmod(proc, st.st_mode & 07777) != 0) return last_errno();
+  if (!is_link) {
+    if (auto mode = sys::chmod_fd(dst_path_fd, st.st_mode & 07777); !mode.ok()) return mode;
+  }
   auto x = copy_xattrs(src_path_fd, dst_path_fd);
   if (!x.ok()) return x;
+  // Where the filesystem takes no xattrs at all, there is no origin to record.
+  auto set_unless_unsupported = [&](const std::string& name, std::string_view value) {
+    auto set = sys::set_xattr(dst_path_fd, name.c_str(), value);
+    return set.ok() || set.error() == EOPNOTSUPP ? Result<void>() : set;
+  };
   // (Only trusted.* xattrs go on a symlink: a copied-up symlink keeps its number only there,
   // as in kernel overlayfs.)
   if (opts.origin_ino != 0 && (!is_link || upper.xattr_prefix().starts_with("trusted."))) {
-    std::string v = std::to_string(opts.origin_ino);
-    std::string name = origin_ino_xattr(upper);
-    if (setxattr(proc, name.c_str(), v.data(), v.size(), 0) != 0 && errno != EOPNOTSUPP) {
-      return last_errno();
-    }
+    auto ino = set_unless_unsupported(origin_ino_xattr(upper), std::to_string(opts.origin_ino));
+    if (!ino.ok()) return ino;
     if (auto fh = origin::encode(src_path_fd, opts.origin_uuid)) {
-      std::string origin = upper.xattr_prefix() + "origin";
-      if (setxattr(proc, origin.c_str(), fh->data(), fh->size(), 0) != 0 && errno != EOPNOTSUPP) {
-        return last_errno();
-      }
+      auto origin = set_unless_unsupported(upper.xattr_prefix() + "origin", *fh);
+      if (!origin.ok()) return origin;
     }
   }
-  if (!opts.override_name.empty() &&
-      setxattr(proc, opts.override_name.c_str(), opts.override_value.data(),
-               opts.override_value.size(), 0) != 0) {
-    return last_errno();
+  if (!opts.override_name.empty()) {
+    auto o = sys::set_xattr(dst_path_fd, opts.override_name.c_str(), opts.override_value);
+    if (!o.ok()) return o;
   }
   const timespec times[2] = {st.st_atim, st.st_mtim};
-  if (utimensat(dst_path_fd, "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
-    return last_errno();
-  }
-  return {};
+  return sys::set_times_fd(dst_path_fd, times);
 }
 
 Result<CopyMethod> build(Upper& upper, int src_dir, const char* src_name, const std::string& temp,
@@ -136,13 +128,15 @@ Result<CopyMethod> build(Upper& upper, int src_dir, const char* src_name, const 
     method = *m;
     data_fd = std::move(*dst);
   } else if (S_ISDIR(st.st_mode)) {
-    if (mkdirat(work, temp.c_str(), 0700) != 0) return last_errno();
+    if (auto made = sys::make_dir_at(work, temp.c_str(), 0700); !made.ok()) return made.err();
   } else if (S_ISLNK(st.st_mode)) {
     auto target = sys::read_link_at(src_dir, src_name);
     if (!target.ok()) return target.err();
-    if (symlinkat(target->c_str(), work, temp.c_str()) != 0) return last_errno();
+    auto made = sys::make_symlink_at(target->c_str(), work, temp.c_str());
+    if (!made.ok()) return made.err();
   } else {
-    if (mknodat(work, temp.c_str(), st.st_mode & S_IFMT, st.st_rdev) != 0) return last_errno();
+    auto made = sys::make_node_at(work, temp.c_str(), st.st_mode & S_IFMT, st.st_rdev);
+    if (!made.ok()) return made.err();
   }
   auto dst_path = sys::open_path(work, temp.c_str());
   if (!dst_path.ok()) return dst_path.err();
@@ -154,7 +148,7 @@ Result<CopyMethod> build(Upper& upper, int src_dir, const char* src_name, const 
   // As in kernel overlayfs, that is all: the rename is not waited for (after a crash the
   // object shows either its lower copy or the complete one), nor is a copy without data.
   if (opts.fsync && data_fd.valid() && st.st_size > 0 && !opts.truncate) {
-    if (fsync(data_fd.get()) != 0) return last_errno();
+    if (auto synced = sys::sync_fd(data_fd.get()); !synced.ok()) return synced.err();
   }
   return method;
 }
@@ -163,7 +157,7 @@ Result<CopyMethod> build(Upper& upper, int src_dir, const char* src_name, const 
 
 Result<CopyMethod> copy_data(int src_fd, int dst_fd, off_t size) {
   if (size == 0) return CopyMethod::kNone;
-  if (ioctl(dst_fd, FICLONE, src_fd) == 0) return CopyMethod::kClone;
+  if (sys::clone_file(dst_fd, src_fd).ok()) return CopyMethod::kClone;
   CopyMethod method = CopyMethod::kCopyFileRange;
   for (off_t off = 0; off < size;) {
     auto [start, end] = next_segment(src_fd, off, size);
@@ -171,11 +165,11 @@ Result<CopyMethod> copy_data(int src_fd, int dst_fd, off_t size) {
     off_t in = start, out = start;
     while (in < end) {
       if (method == CopyMethod::kCopyFileRange) {
-        ssize_t n = copy_file_range(src_fd, &in, dst_fd, &out, static_cast<size_t>(end - in), 0);
-        if (n > 0) continue;
-        if (n == 0) break;
-        if (errno == EINTR) continue;
-        if (!try_next(errno)) return last_errno();
+        auto n = sys::copy_range(src_fd, &in, dst_fd, &out, static_cast<size_t>(end - in));
+        if (n.ok() && *n > 0) continue;
+        if (n.ok()) break;
+        if (n.error() == EINTR) continue;
+        if (!try_next(n.error())) return n.err();
         method = CopyMethod::kReadWrite;
       }
       auto r = copy_range_rw(src_fd, dst_fd, in, end - in);
@@ -185,7 +179,7 @@ Result<CopyMethod> copy_data(int src_fd, int dst_fd, off_t size) {
     off = end;
   }
   // A trailing hole: the size comes from truncate, not from data.
-  if (ftruncate(dst_fd, size) != 0) return last_errno();
+  if (auto sized = sys::truncate_fd(dst_fd, size); !sized.ok()) return sized.err();
   return method;
 }
 
@@ -210,7 +204,7 @@ Result<CopyUpResult> copy_up(Upper& upper, int src_dir, const char* src_name, in
     return installed.err();
   }
   const timespec parent_times[2] = {parent->st_atim, parent->st_mtim};
-  if (utimensat(dst_dir, "", parent_times, AT_EMPTY_PATH) != 0) return last_errno();
+  if (auto kept = sys::set_times_fd(dst_dir, parent_times); !kept.ok()) return kept.err();
   auto now = sys::stat_at(dst_dir, dst_name);
   if (!now.ok()) return now.err();
   return CopyUpResult{*now, *built};

@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "layers/sys/fs.h"
+#include "layers/sys/xattr.h"
 #include "layers/whiteout.h"
 
 namespace layerfs {

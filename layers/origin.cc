@@ -1,13 +1,8 @@
 #include "layers/origin.h"
 
-#include <fcntl.h>
-#include <sys/ioctl.h>
-#include <unistd.h>
-
 #include <cstring>
-#include <vector>
 
-#include "layers/sys/fs.h"
+#include "layers/sys/handle.h"
 
 namespace layerfs::origin {
 namespace {
@@ -19,14 +14,6 @@ constexpr uint8_t kFlagAnyEndian = 1 << 1;
 constexpr uint8_t kFlagBigEndian = 1 << 0;
 constexpr uint8_t kFlagPathUpper = 1 << 2;
 constexpr size_t kHeader = 5 + 16;
-constexpr size_t kMaxHandle = 128;  // MAX_HANDLE_SZ
-
-// FS_IOC_GETFSUUID (Linux 6.5), defined here for older headers.
-struct FsUuid {
-  uint8_t len;
-  uint8_t uuid[16];
-};
-constexpr unsigned long kGetFsUuid = _IOR(0x15, 0, FsUuid);
 
 constexpr uint8_t native_endian_flag() {
   return __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__ ? kFlagBigEndian : 0;
@@ -34,32 +21,19 @@ constexpr uint8_t native_endian_flag() {
 
 }  // namespace
 
-Uuid filesystem_uuid(int fd) {
-  Uuid out{};
-  auto dir = sys::reopen(fd, O_RDONLY | O_DIRECTORY);
-  if (!dir.ok()) return out;
-  FsUuid u{};
-  if (ioctl(dir->get(), kGetFsUuid, &u) == 0 && u.len == out.size()) {
-    memcpy(out.data(), u.uuid, out.size());
-  }
-  return out;
-}
+Uuid filesystem_uuid(int fd) { return sys::filesystem_uuid(fd); }
 
 std::optional<std::string> encode(int path_fd, const Uuid& uuid) {
-  std::vector<char> buf(sizeof(file_handle) + kMaxHandle);
-  auto* fh = reinterpret_cast<file_handle*>(buf.data());
-  fh->handle_bytes = kMaxHandle;
-  int mount_id = 0;
-  if (name_to_handle_at(path_fd, "", fh, &mount_id, AT_EMPTY_PATH) != 0) return std::nullopt;
-  if (kHeader + fh->handle_bytes > 255) return std::nullopt;
+  auto fh = sys::handle_of(path_fd);
+  if (!fh.ok() || kHeader + fh->bytes.size() > 255) return std::nullopt;
   std::string out;
   out += static_cast<char>(kVersion);
   out += static_cast<char>(kMagic);
-  out += static_cast<char>(kHeader + fh->handle_bytes);
+  out += static_cast<char>(kHeader + fh->bytes.size());
   out += static_cast<char>(native_endian_flag());
-  out += static_cast<char>(fh->handle_type);
+  out += static_cast<char>(fh->type);
   out.append(reinterpret_cast<const char*>(uuid.data()), uuid.size());
-  out.append(reinterpret_cast<const char*>(fh->f_handle), fh->handle_bytes);
+  out += fh->bytes;
   return out;
 }
 
@@ -76,15 +50,8 @@ Result<UniqueFd> decode(std::string_view value, int mount_fd, const Uuid& uuid) 
     return Errno{EINVAL};
   }
   if (memcmp(value.data() + 5, uuid.data(), uuid.size()) != 0) return Errno{EXDEV};
-  const size_t bytes = value.size() - kHeader;
-  std::vector<char> buf(sizeof(file_handle) + bytes);
-  auto* fh = reinterpret_cast<file_handle*>(buf.data());
-  fh->handle_bytes = static_cast<unsigned>(bytes);
-  fh->handle_type = static_cast<uint8_t>(value[4]);
-  memcpy(fh->f_handle, value.data() + kHeader, bytes);
-  int fd = open_by_handle_at(mount_fd, fh, O_PATH | O_NOFOLLOW);
-  if (fd < 0) return last_errno();
-  return UniqueFd(fd);
+  return sys::open_handle(mount_fd, sys::FileHandle{static_cast<uint8_t>(value[4]),
+                                                    std::string(value.substr(kHeader))});
 }
 
 }  // namespace layerfs::origin

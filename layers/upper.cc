@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "layers/sys/fs.h"
+#include "layers/sys/xattr.h"
 #include "layers/whiteout.h"
 
 namespace layerfs {
@@ -42,7 +43,8 @@ bool inside(int inner_fd, int outer_fd) {
 Result<UniqueFd> lock_dir(int path_fd) {
   auto fd = sys::reopen(path_fd, O_RDONLY | O_DIRECTORY);
   if (!fd.ok()) return fd;
-  if (flock(fd->get(), LOCK_EX | LOCK_NB) != 0) return last_errno();
+  auto locked = sys::lock_exclusive(fd->get());
+  if (!locked.ok()) return locked.err();
   return fd;
 }
 
@@ -67,9 +69,8 @@ Result<void> remove_contents(int dir_fd) {
       auto inner = remove_contents(sub->get());
       if (!inner.ok()) return inner;
     }
-    if (unlinkat(dir_fd, name.c_str(), is_dir ? AT_REMOVEDIR : 0) != 0 && errno != ENOENT) {
-      return last_errno();
-    }
+    auto gone = sys::unlink_at(dir_fd, name.c_str(), is_dir ? AT_REMOVEDIR : 0);
+    if (!gone.ok() && gone.error() != ENOENT) return gone;
   }
   return {};
 }
@@ -80,8 +81,8 @@ std::variant<std::unique_ptr<Upper>, std::string> Upper::open(const std::string&
   auto up = std::make_unique<Upper>();
   auto upper = sys::open_at(AT_FDCWD, upper_path.c_str(), O_PATH | O_DIRECTORY);
   if (!upper.ok()) return describe("upperdir", upper_path, upper.err().message());
-  if (faccessat(upper->get(), ".", W_OK | X_OK, AT_EACCESS) != 0) {
-    return describe("upperdir", upper_path, Errno{errno}.message());
+  if (auto writable = sys::access_at(upper->get(), ".", W_OK | X_OK); !writable.ok()) {
+    return describe("upperdir", upper_path, writable.err().message());
   }
   auto workdir = sys::open_at(AT_FDCWD, work_path.c_str(), O_PATH | O_DIRECTORY);
   if (!workdir.ok()) return describe("workdir", work_path, workdir.err().message());
@@ -108,13 +109,14 @@ std::variant<std::unique_ptr<Upper>, std::string> Upper::open(const std::string&
                                                      : work_lock.err().message());
   }
 
-  bool made = mkdirat(workdir->get(), "work", 0700) == 0;
-  if (!made && errno != EEXIST) {
-    return describe("workdir", work_path, "cannot create work: " + Errno{errno}.message());
+  auto make_work = sys::make_dir_at(workdir->get(), "work", 0700);
+  const bool made = make_work.ok();
+  if (!made && make_work.error() != EEXIST) {
+    return describe("workdir", work_path, "cannot create work: " + make_work.err().message());
   }
   // A failure from here on removes the work dir it made.
   auto fail = [&](std::string why) {
-    if (made) unlinkat(workdir->get(), "work", AT_REMOVEDIR);
+    if (made) (void)sys::unlink_at(workdir->get(), "work", AT_REMOVEDIR);
     return describe("workdir", work_path, why);
   };
   auto work = sys::open_at(workdir->get(), "work", O_PATH | O_DIRECTORY | O_NOFOLLOW);
@@ -126,11 +128,11 @@ std::variant<std::unique_ptr<Upper>, std::string> Upper::open(const std::string&
   // does with userxattr.
   auto probe = sys::open_at(work->get(), "#probe", O_WRONLY | O_CREAT | O_EXCL, 0600);
   if (!probe.ok()) return fail("not writable: " + probe.err().message());
-  bool trusted = fsetxattr(probe->get(), "trusted.overlay.layerfs", "y", 1, 0) == 0;
+  const bool trusted = sys::set_xattr(probe->get(), "trusted.overlay.layerfs", "y").ok();
   up->device_whiteouts_ =
-      device_whiteouts && mknodat(work->get(), "#probe-wh", S_IFCHR, makedev(0, 0)) == 0;
-  unlinkat(work->get(), "#probe-wh", 0);
-  unlinkat(work->get(), "#probe", 0);
+      device_whiteouts && sys::make_node_at(work->get(), "#probe-wh", S_IFCHR, makedev(0, 0)).ok();
+  (void)sys::unlink_at(work->get(), "#probe-wh");
+  (void)sys::unlink_at(work->get(), "#probe");
 
   // The locked fd serves for everything else too: a mount of many layers has few fds to spare.
   up->upper_ = std::move(*upper_lock);
@@ -146,7 +148,7 @@ void Upper::abandon() {
   if (!made_work_) return;
   (void)remove_contents(work_.get());
   if (auto workdir = sys::open_at(work_.get(), "..", O_PATH | O_DIRECTORY); workdir.ok()) {
-    unlinkat(workdir->get(), "work", AT_REMOVEDIR);
+    (void)sys::unlink_at(workdir->get(), "work", AT_REMOVEDIR);
   }
   made_work_ = false;
 }
@@ -158,15 +160,13 @@ std::string Upper::temp_name() {
 }
 
 Result<void> Upper::install(const std::string& temp, int dir_fd, const char* name, bool replace) {
-  if (renameat2(work_.get(), temp.c_str(), dir_fd, name, replace ? 0 : RENAME_NOREPLACE) == 0) {
-    return {};
-  }
-  if (!replace || (errno != ENOTDIR && errno != EISDIR)) return last_errno();
+  auto moved = sys::rename_at(work_.get(), temp.c_str(), dir_fd, name, replace ? 0 : RENAME_NOREPLACE);
+  if (moved.ok()) return {};
+  if (!replace || (moved.error() != ENOTDIR && moved.error() != EISDIR)) return moved;
   // A directory and a non-directory cannot replace each other by rename: swap the two, and the
   // replaced entry ends up in the work dir, to be removed.
-  if (renameat2(work_.get(), temp.c_str(), dir_fd, name, RENAME_EXCHANGE) != 0) {
-    return last_errno();
-  }
+  auto swapped = sys::rename_at(work_.get(), temp.c_str(), dir_fd, name, RENAME_EXCHANGE);
+  if (!swapped.ok()) return swapped;
   discard(temp);
   return {};
 }
@@ -177,16 +177,17 @@ void Upper::discard(const std::string& temp) {
   if (S_ISDIR(st->st_mode)) {
     auto sub = sys::open_at(work_.get(), temp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
     if (sub.ok()) (void)remove_contents(sub->get());
-    unlinkat(work_.get(), temp.c_str(), AT_REMOVEDIR);
+    (void)sys::unlink_at(work_.get(), temp.c_str(), AT_REMOVEDIR);
   } else {
-    unlinkat(work_.get(), temp.c_str(), 0);
+    (void)sys::unlink_at(work_.get(), temp.c_str());
   }
 }
 
 Result<void> Upper::make_whiteout(int dir_fd, const char* name) {
   std::string temp = temp_name();
   if (device_whiteouts_) {
-    if (mknodat(work_.get(), temp.c_str(), S_IFCHR, makedev(0, 0)) != 0) return last_errno();
+    auto made = sys::make_node_at(work_.get(), temp.c_str(), S_IFCHR, makedev(0, 0));
+    if (!made.ok()) return made;
     auto r = install(temp, dir_fd, name, true);
     if (!r.ok()) discard(temp);
     return r;
@@ -203,7 +204,8 @@ Result<void> Upper::make_whiteout(int dir_fd, const char* name) {
   }
   if (sys::stat_at(dir_fd, name).ok()) {
     std::string gone = temp_name();
-    if (renameat(dir_fd, name, work_.get(), gone.c_str()) != 0) return last_errno();
+    auto moved = sys::rename_at(dir_fd, name, work_.get(), gone.c_str());
+    if (!moved.ok()) return moved;
     discard(gone);
   }
   return {};
@@ -218,16 +220,13 @@ Upper::Marker Upper::whiteout_at(int dir_fd, const char* name) {
 
 Result<void> Upper::clear_whiteout_file(int dir_fd, const char* name) {
   std::string marker = std::string(Whiteout::kPrefix) + name;
-  if (unlinkat(dir_fd, marker.c_str(), 0) != 0 && errno != ENOENT) return last_errno();
+  auto gone = sys::unlink_at(dir_fd, marker.c_str());
+  if (!gone.ok() && gone.error() != ENOENT) return gone;
   return {};
 }
 
 Result<void> Upper::mark_opaque(int dir_fd) {
-  std::string name = prefix_ + "opaque";
-  auto fd = sys::reopen(dir_fd, O_RDONLY | O_DIRECTORY);
-  if (!fd.ok()) return fd.err();
-  if (fsetxattr(fd->get(), name.c_str(), "y", 1, 0) != 0) return last_errno();
-  return {};
+  return sys::set_xattr(dir_fd, (prefix_ + "opaque").c_str(), "y");
 }
 
 Result<std::string> Upper::redirect(int dir_fd) const {
@@ -238,13 +237,7 @@ Result<std::string> Upper::redirect(int dir_fd) const {
 }
 
 Result<void> Upper::set_redirect(int dir_fd, const std::string& redirect) {
-  std::string name = prefix_ + "redirect";
-  auto fd = sys::reopen(dir_fd, O_RDONLY | O_DIRECTORY);
-  if (!fd.ok()) return fd.err();
-  if (fsetxattr(fd->get(), name.c_str(), redirect.data(), redirect.size(), 0) != 0) {
-    return last_errno();
-  }
-  return {};
+  return sys::set_xattr(dir_fd, (prefix_ + "redirect").c_str(), redirect);
 }
 
 }  // namespace layerfs

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "layers/sys/fs.h"
+#include "layers/sys/xattr.h"
 
 namespace layerfs {
 namespace {

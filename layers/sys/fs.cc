@@ -1,8 +1,13 @@
 #include "layers/sys/fs.h"
 
+#include "layers/sys/proc.h"
+
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/statvfs.h>
 #include <linux/openat2.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -11,15 +16,6 @@
 #include <vector>
 
 namespace layerfs::sys {
-namespace {
-
-struct ProcPath {
-  char buf[32];
-  explicit ProcPath(int fd) { snprintf(buf, sizeof buf, "/proc/self/fd/%d", fd); }
-};
-
-}  // namespace
-
 Result<UniqueFd> open_at(int dirfd, const char* name, int flags, mode_t mode) {
   int fd = ::openat(dirfd, name, flags | O_CLOEXEC, mode);
   if (fd < 0) return last_errno();
@@ -41,9 +37,9 @@ Result<UniqueFd> open_path(int dirfd, const char* name) {
 }
 
 Result<UniqueFd> reopen(int path_fd, int flags) {
-  ProcPath p(path_fd);
+  FdPath p(path_fd);
   // The proc link names the object itself; O_NOFOLLOW would refuse the link.
-  return open_at(AT_FDCWD, p.buf, flags & ~O_NOFOLLOW);
+  return open_at(AT_FDCWD, p.c_str(), flags & ~O_NOFOLLOW);
 }
 
 Result<UniqueFd> dup_fd(int fd) {
@@ -53,8 +49,8 @@ Result<UniqueFd> dup_fd(int fd) {
 }
 
 Result<void> chmod_fd(int fd, mode_t mode) {
-  ProcPath p(fd);
-  if (::chmod(p.buf, mode) != 0) return last_errno();
+  FdPath p(fd);
+  if (::chmod(p.c_str(), mode) != 0) return last_errno();
   return {};
 }
 
@@ -86,55 +82,111 @@ Result<struct statfs> stat_fs(int fd) {
   return sfs;
 }
 
-Result<size_t> get_xattr(int fd, const char* name, void* value, size_t size) {
-  ProcPath p(fd);
-  ssize_t n = ::getxattr(p.buf, name, value, size);
-  if (n < 0) return last_errno();
-  return static_cast<size_t>(n);
-}
-
-Result<void> set_xattr(int fd, const char* name, std::string_view value, int flags) {
-  ProcPath p(fd);
-  if (::setxattr(p.buf, name, value.data(), value.size(), flags) != 0) return last_errno();
+namespace {
+Result<void> check(int rc) {
+  if (rc != 0) return last_errno();
   return {};
 }
+}  // namespace
 
-Result<std::string> get_xattr(int fd, const char* name) {
-  std::string out(64, '\0');
-  for (;;) {
-    auto n = get_xattr(fd, name, out.data(), out.size());
-    if (n.ok()) {
-      out.resize(*n);
-      return out;
-    }
-    if (n.error() != ERANGE) return n.err();
-    auto need = get_xattr(fd, name, nullptr, 0);
-    if (!need.ok()) return need.err();
-    out.resize(*need + 1);
-  }
+Result<void> make_dir_at(int dirfd, const char* name, mode_t mode) {
+  return check(::mkdirat(dirfd, name, mode));
 }
 
-Result<size_t> list_xattr(int fd, char* list, size_t size) {
-  ProcPath p(fd);
-  ssize_t n = ::listxattr(p.buf, list, size);
+Result<void> make_node_at(int dirfd, const char* name, mode_t mode, dev_t dev) {
+  return check(::mknodat(dirfd, name, mode, dev));
+}
+
+Result<void> make_symlink_at(const char* target, int dirfd, const char* name) {
+  return check(::symlinkat(target, dirfd, name));
+}
+
+Result<void> link_at(int from_dir, const char* from, int to_dir, const char* to) {
+  return check(::linkat(from_dir, from, to_dir, to, 0));
+}
+
+Result<void> link_fd(int fd, int to_dir, const char* to) {
+  // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the /proc link, followed, works for anyone.
+  return check(::linkat(AT_FDCWD, FdPath(fd).c_str(), to_dir, to, AT_SYMLINK_FOLLOW));
+}
+
+Result<void> unlink_at(int dirfd, const char* name, int flags) {
+  return check(::unlinkat(dirfd, name, flags));
+}
+
+Result<void> rename_at(int from_dir, const char* from, int to_dir, const char* to,
+                       unsigned flags) {
+  return check(::renameat2(from_dir, from, to_dir, to, flags));
+}
+
+Result<void> chown_fd(int fd, uid_t uid, gid_t gid) {
+  return check(::fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW));
+}
+
+Result<void> chown_at(int dirfd, const char* name, uid_t uid, gid_t gid) {
+  return check(::fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW));
+}
+
+Result<void> chmod_at(int dirfd, const char* name, mode_t mode) {
+  return check(::fchmodat(dirfd, name, mode, 0));
+}
+
+Result<void> set_times_fd(int fd, const struct timespec times[2]) {
+  return check(::utimensat(fd, "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW));
+}
+
+Result<void> access_at(int dirfd, const char* name, int mode) {
+  return check(::faccessat(dirfd, name, mode, AT_EACCESS));
+}
+
+Result<struct statvfs> stat_vfs(int fd) {
+  struct statvfs sv;
+  if (::fstatvfs(fd, &sv) != 0) return last_errno();
+  return sv;
+}
+
+Result<size_t> pread_fd(int fd, void* buf, size_t size, off_t off) {
+  ssize_t n = ::pread(fd, buf, size, off);
   if (n < 0) return last_errno();
   return static_cast<size_t>(n);
 }
 
-Result<std::string> list_xattr(int fd) {
-  std::string out(256, '\0');
-  for (;;) {
-    auto n = list_xattr(fd, out.data(), out.size());
-    if (n.ok()) {
-      out.resize(*n);
-      return out;
-    }
-    if (n.error() != ERANGE) return n.err();
-    auto need = list_xattr(fd, nullptr, 0);
-    if (!need.ok()) return need.err();
-    out.resize(*need + 1);
-  }
+Result<size_t> pwrite_fd(int fd, const void* buf, size_t size, off_t off) {
+  ssize_t n = ::pwrite(fd, buf, size, off);
+  if (n < 0) return last_errno();
+  return static_cast<size_t>(n);
 }
+
+Result<off_t> seek(int fd, off_t off, int whence) {
+  off_t r = ::lseek(fd, off, whence);
+  if (r < 0) return last_errno();
+  return r;
+}
+
+Result<void> truncate_fd(int fd, off_t size) {
+  if (::ftruncate(fd, size) == 0) return {};
+  if (errno != EBADF && errno != EINVAL) return last_errno();
+  // An O_PATH fd (or one not open for writing): through its path, as truncate(2) does.
+  return check(::truncate(FdPath(fd).c_str(), size));
+}
+
+Result<void> sync_fd(int fd, bool data_only) {
+  return check(data_only ? ::fdatasync(fd) : ::fsync(fd));
+}
+
+Result<void> allocate(int fd, int mode, off_t off, off_t len) {
+  return check(::fallocate(fd, mode, off, len));
+}
+
+Result<size_t> copy_range(int in_fd, off_t* in, int out_fd, off_t* out, size_t len) {
+  ssize_t n = ::copy_file_range(in_fd, in, out_fd, out, len, 0);
+  if (n < 0) return last_errno();
+  return static_cast<size_t>(n);
+}
+
+Result<void> clone_file(int dst, int src) { return check(::ioctl(dst, FICLONE, src)); }
+
+Result<void> lock_exclusive(int fd) { return check(::flock(fd, LOCK_EX | LOCK_NB)); }
 
 Result<void> read_dir(int dir_fd, const std::function<bool(const DirEntry&)>& fn) {
   // getdents64 needs a real open; O_PATH handles are reopened by name ".".
@@ -159,37 +211,6 @@ Result<void> read_dir(int dir_fd, const std::function<bool(const DirEntry&)>& fn
       if (!fn(DirEntry{name, ino, type})) return {};
     }
   }
-}
-
-size_t count_open_fds() {
-  auto dir = open_at(AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY);
-  if (!dir.ok()) return 0;
-  size_t n = 0;
-  (void)read_dir(dir->get(), [&](const DirEntry&) {
-    ++n;
-    return true;
-  });
-  return n > 0 ? n - 1 : 0;  // the directory's own fd
-}
-
-uint64_t raise_fd_limit() {
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return 0;
-  // Root may lift the hard limit up to fs.nr_open; anyone may lift the soft one to the hard.
-  if (FILE* f = fopen("/proc/sys/fs/nr_open", "re")) {
-    unsigned long long nr_open = 0;
-    if (fscanf(f, "%llu", &nr_open) == 1 && nr_open > rl.rlim_max) {
-      struct rlimit want = {nr_open, nr_open};
-      if (setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
-    }
-    fclose(f);
-  }
-  if (rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
-  getrlimit(RLIMIT_NOFILE, &rl);
-  return rl.rlim_cur;
 }
 
 }  // namespace layerfs::sys

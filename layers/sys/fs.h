@@ -6,6 +6,8 @@
 #include <dirent.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -44,13 +46,43 @@ Result<std::string> read_link_at(int dirfd, const char* name);
 Result<void> chmod_fd(int fd, mode_t mode);
 Result<struct statfs> stat_fs(int fd);
 
-// Extended attributes of the object behind an fd of any kind (O_PATH included, symlinks too).
-// get_xattr returns the value size; with size 0 only the size is asked.
-Result<size_t> get_xattr(int fd, const char* name, void* value, size_t size);
-Result<std::string> get_xattr(int fd, const char* name);
-Result<size_t> list_xattr(int fd, char* list, size_t size);
-Result<std::string> list_xattr(int fd);
-Result<void> set_xattr(int fd, const char* name, std::string_view value, int flags = 0);
+// Making, linking and removing names (the *at calls; none follows a symlink in `name`).
+Result<void> make_dir_at(int dirfd, const char* name, mode_t mode);
+Result<void> make_node_at(int dirfd, const char* name, mode_t mode, dev_t dev);
+Result<void> make_symlink_at(const char* target, int dirfd, const char* name);
+// linkat(2) without following; link_fd links the object behind an fd of any kind.
+Result<void> link_at(int from_dir, const char* from, int to_dir, const char* to);
+Result<void> link_fd(int fd, int to_dir, const char* to);
+// unlinkat(2); flags AT_REMOVEDIR for a directory.
+Result<void> unlink_at(int dirfd, const char* name, int flags = 0);
+// renameat2(2): flags RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT or 0.
+Result<void> rename_at(int from_dir, const char* from, int to_dir, const char* to,
+                       unsigned flags = 0);
+
+// Metadata. The *_fd calls take an fd of any kind, O_PATH included, and never follow a
+// symlink it names; chown -1 leaves that id.
+Result<void> chown_fd(int fd, uid_t uid, gid_t gid);
+Result<void> chown_at(int dirfd, const char* name, uid_t uid, gid_t gid);
+Result<void> chmod_at(int dirfd, const char* name, mode_t mode);
+// times[0] atime, times[1] mtime (UTIME_NOW, UTIME_OMIT as utimensat(2)).
+Result<void> set_times_fd(int fd, const struct timespec times[2]);
+// faccessat(2) with the effective ids.
+Result<void> access_at(int dirfd, const char* name, int mode);
+Result<struct statvfs> stat_vfs(int fd);
+
+// Data. truncate_fd takes any fd (an O_PATH one is truncated through its /proc path).
+Result<size_t> pread_fd(int fd, void* buf, size_t size, off_t off);
+Result<size_t> pwrite_fd(int fd, const void* buf, size_t size, off_t off);
+Result<off_t> seek(int fd, off_t off, int whence);
+Result<void> truncate_fd(int fd, off_t size);
+Result<void> sync_fd(int fd, bool data_only = false);
+Result<void> allocate(int fd, int mode, off_t off, off_t len);
+// copy_file_range(2) from the current offsets' replacements *in and *out, advanced.
+Result<size_t> copy_range(int in_fd, off_t* in, int out_fd, off_t* out, size_t len);
+// A reflink of all of `src` into `dst` (FICLONE).
+Result<void> clone_file(int dst, int src);
+// An exclusive advisory lock, not waiting (EWOULDBLOCK where another holds it).
+Result<void> lock_exclusive(int fd);
 
 // One directory entry as getdents64 returns it.
 struct DirEntry {
@@ -62,11 +94,5 @@ struct DirEntry {
 // Reads every entry of the directory behind dir_fd (any fd on a directory, O_PATH included),
 // "." and ".." excluded. The callback returns false to stop early.
 Result<void> read_dir(int dir_fd, const std::function<bool(const DirEntry&)>& fn);
-
-// How many fds the process has open now.
-size_t count_open_fds();
-
-// Raises RLIMIT_NOFILE as far as the process may; returns the soft limit in force after.
-uint64_t raise_fd_limit();
 
 }  // namespace layerfs::sys

@@ -1,0 +1,60 @@
+#include "layers/sys/process.h"
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "layers/sys/fs.h"
+
+namespace layerfs::sys {
+
+bool running_as_root() { return ::geteuid() == 0; }
+
+mode_t set_umask(mode_t mask) { return ::umask(mask); }
+
+bool path_exists(const char* path) { return ::access(path, F_OK) == 0; }
+
+Result<std::string> real_path(const char* path) {
+  char* real = ::realpath(path, nullptr);
+  if (real == nullptr) return last_errno();
+  std::string out(real);
+  free(real);
+  return out;
+}
+
+size_t count_open_fds() {
+  auto dir = open_at(AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY);
+  if (!dir.ok()) return 0;
+  size_t n = 0;
+  (void)read_dir(dir->get(), [&](const DirEntry&) {
+    ++n;
+    return true;
+  });
+  return n > 0 ? n - 1 : 0;  // the directory's own fd
+}
+
+uint64_t raise_fd_limit() {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return 0;
+  // Root may lift the hard limit up to fs.nr_open; anyone may lift the soft one to the hard.
+  if (FILE* f = fopen("/proc/sys/fs/nr_open", "re")) {
+    unsigned long long nr_open = 0;
+    if (fscanf(f, "%llu", &nr_open) == 1 && nr_open > rl.rlim_max) {
+      struct rlimit want = {nr_open, nr_open};
+      if (setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
+    }
+    fclose(f);
+  }
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  getrlimit(RLIMIT_NOFILE, &rl);
+  return rl.rlim_cur;
+}
+
+}  // namespace layerfs::sys

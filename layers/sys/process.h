@@ -1,0 +1,28 @@
+// The process itself: who it runs as, its umask, its fd limit, paths as it sees them.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "layers/base/result.h"
+
+namespace layerfs::sys {
+
+// Whether the process runs with effective uid 0.
+bool running_as_root();
+// Sets the umask; returns the previous one.
+mode_t set_umask(mode_t mask);
+// Whether `path` exists (access F_OK, following symlinks); for probing the machine.
+bool path_exists(const char* path);
+// realpath(3): the absolute path, symlinks resolved.
+Result<std::string> real_path(const char* path);
+
+// How many fds the process has open now.
+size_t count_open_fds();
+// Raises RLIMIT_NOFILE as far as the process may; returns the soft limit in force after.
+uint64_t raise_fd_limit();
+
+}  // namespace layerfs::sys
