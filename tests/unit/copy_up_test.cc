@@ -204,5 +204,29 @@ TEST(Upper, WorkdirOnAnotherFilesystemIsRefused) {
             "workdir '" + (t / "tmpfs").string() + "': not on the same filesystem as upperdir");
 }
 
+// Installing over an entry of the other kind (a directory over a file, a file over a
+// directory) swaps the two and removes what was replaced; without `replace` nothing changes.
+TEST(Upper, InstallReplacesAcrossKindsByExchange) {
+  TempDir t("install");
+  for (const char* d : {"upper", "work"}) test::make_dir(t / d);
+  auto upper = open_upper(t / "upper", t / "work");
+  ASSERT_TRUE(upper);
+  auto up = dir_fd(t / "upper");
+  test::write_file(t / "upper/was_file", "old");
+  test::write_file(t / "upper/was_dir/inner", "old");
+  const std::string dir_temp = upper->temp_name();
+  ASSERT_EQ(mkdirat(upper->work_fd(), dir_temp.c_str(), 0755), 0);
+  EXPECT_EQ(upper->install(dir_temp, up.get(), "was_file", false).error(), EEXIST);
+  ASSERT_TRUE(upper->install(dir_temp, up.get(), "was_file", true).ok());
+  EXPECT_TRUE(std::filesystem::is_directory(t / "upper/was_file"));
+  const std::string file_temp = upper->temp_name();
+  int fd = openat(upper->work_fd(), file_temp.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  ASSERT_TRUE(upper->install(file_temp, up.get(), "was_dir", true).ok());
+  EXPECT_TRUE(std::filesystem::is_regular_file(t / "upper/was_dir"));
+  EXPECT_TRUE(std::filesystem::is_empty(t / "work/work")) << "the replaced entries are gone";
+}
+
 }  // namespace
 }  // namespace layerfs
