@@ -78,12 +78,11 @@ int run(const Options& opts) {
     roles.insert(roles.begin(), "upperdir");
   }
   auto opened = LayerStack::open(layer_paths, roles, opts.upperdir.empty() ? 0 : 1);
-  if (auto* e = std::get_if<LayerStack::OpenError>(&opened)) {
-    log::error("%s '%s': %s", roles[e->index].c_str(), layer_paths[e->index].c_str(),
-               e->reason.c_str());
+  if (!opened.ok()) {
+    log::error("%s", opened.err().message().c_str());
     return 1;
   }
-  auto stack = std::get<std::shared_ptr<const LayerStack>>(std::move(opened));
+  auto stack = std::move(*opened);
 
   auto real = sys::real_path(opts.mountpoint.c_str());
   if (!real.ok()) {
@@ -118,11 +117,11 @@ int run(const Options& opts) {
   std::unique_ptr<Upper> upper;
   if (!opts.upperdir.empty()) {
     auto u = Upper::open(opts.upperdir, opts.workdir, opts.device_whiteouts);
-    if (auto* e = std::get_if<std::string>(&u)) {
-      log::error("%s", e->c_str());
+    if (!u.ok()) {
+      log::error("%s", u.err().message().c_str());
       return 1;
     }
-    upper = std::move(std::get<std::unique_ptr<Upper>>(u));
+    upper = std::move(*u);
   }
 
   // The fds of directory copies are cached within what the limit leaves beside what is open

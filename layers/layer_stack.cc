@@ -32,25 +32,26 @@ std::vector<Identity> ancestry(int dir_fd) {
 
 }  // namespace
 
-std::variant<std::shared_ptr<const LayerStack>, LayerStack::OpenError> LayerStack::open(
-    const std::vector<std::string>& paths, const std::vector<std::string>& roles, size_t writable) {
-  auto name = [&](size_t i) {
-    return (i < roles.size() ? roles[i] : std::string("lowerdir")) + " '" + paths[i] + "'";
-  };
+Result<std::shared_ptr<const LayerStack>> LayerStack::open(const std::vector<std::string>& paths,
+                                                           const std::vector<std::string>& roles,
+                                                           size_t writable) {
+  auto role = [&](size_t i) { return i < roles.size() ? roles[i] : std::string("lowerdir"); };
+  auto name = [&](size_t i) { return role(i) + " '" + paths[i] + "'"; };
+  auto refuse = [&](size_t i, const std::string& why) { return failure(EINVAL, name(i) + ": " + why); };
   auto stack = std::make_shared<LayerStack>();
   std::map<dev_t, uint32_t> fsids;
   std::map<Identity, size_t> roots;  // layer roots, for the overlap check
   for (size_t i = 0; i < paths.size(); ++i) {
     const std::string& path = paths[i];
     auto fd = sys::open_at(AT_FDCWD, path.c_str(), O_PATH | O_DIRECTORY);
-    if (!fd.ok()) return OpenError{i, fd.err().message()};
+    if (!fd.ok()) return fd.err().context(role(i), path);
     // A layer must be listable; an O_PATH open alone succeeds without read permission.
     auto probe = sys::open_at(fd->get(), ".", O_RDONLY | O_DIRECTORY);
-    if (!probe.ok()) return OpenError{i, probe.err().message()};
+    if (!probe.ok()) return probe.err().context(role(i), path);
     auto st = sys::stat_fd(fd->get());
-    if (!st.ok()) return OpenError{i, st.err().message()};
+    if (!st.ok()) return st.err().context(role(i), path);
     auto [same, fresh] = roots.emplace(Identity{st->st_dev, st->st_ino}, roots.size());
-    if (!fresh) return OpenError{i, "same directory as " + name(same->second)};
+    if (!fresh) return refuse(i, "same directory as " + name(same->second));
     auto [it, inserted] = fsids.emplace(st->st_dev, static_cast<uint32_t>(fsids.size()));
     const origin::Uuid uuid = origin::filesystem_uuid(fd->get());
     stack->layers_.push_back(Layer{.path = path,
@@ -65,7 +66,7 @@ std::variant<std::shared_ptr<const LayerStack>, LayerStack::OpenError> LayerStac
     for (size_t up = 1; up < chain.size(); ++up) {
       auto it = roots.find(chain[up]);
       if (it != roots.end()) {
-        return OpenError{i, "inside " + name(it->second) + "; layers must not overlap"};
+        return refuse(i, "inside " + name(it->second) + "; layers must not overlap");
       }
     }
   }

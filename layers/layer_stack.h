@@ -16,7 +16,6 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
-#include <variant>
 #include <vector>
 
 #include "layers/base/result.h"
@@ -38,21 +37,17 @@ struct Layer {
 
 class LayerStack {
  public:
-  struct OpenError {
-    size_t index;        // of the path that cannot serve as a layer
-    std::string reason;  // names the other layer where two overlap
-  };
-
-  // Opens every path as a layer. The first path that cannot serve as one is returned. Layers
-  // may not overlap (one root equal to or inside another), as kernel overlayfs requires: the
-  // merge would otherwise contain itself. `roles` names what each path is in messages
-  // ("upperdir"; "lowerdir" where it has no entry).
+  // Opens every path as a layer. The first path that cannot serve as one is the error, said
+  // of its role and path ("lowerdir '/x': No such file or directory"). Layers may not overlap
+  // (one root equal to or inside another), as kernel overlayfs requires: the merge would
+  // otherwise contain itself. `roles` names what each path is in messages ("upperdir";
+  // "lowerdir" where it has no entry).
   //
   // Lower layers (all but the first `writable` ones) are seen through private clones of their
   // mounts where the process may make them, as kernel overlayfs sees its layers: a mount inside
   // a layer (the mount point of this very mount, say) is never crossed, and what the layer's
   // own filesystem has there shows. Without the privilege, layers are used as they are.
-  static std::variant<std::shared_ptr<const LayerStack>, OpenError> open(
+  static Result<std::shared_ptr<const LayerStack>> open(
       const std::vector<std::string>& paths, const std::vector<std::string>& roles = {},
       size_t writable = 0);
 

@@ -18,8 +18,10 @@
 namespace layerfs {
 namespace {
 
-std::string describe(const std::string& what, const std::string& path, const std::string& why) {
-  return what + " '" + path + "': " + why;
+// "upperdir 'path': why", for a reason that is not an errno's.
+Errno describe(const std::string& what, const std::string& path, const std::string& why,
+               int code = EINVAL) {
+  return failure(code, what + " '" + path + "': " + why);
 }
 
 // Whether `inner` is `outer` or lies below it.
@@ -75,22 +77,22 @@ Result<void> remove_contents(int dir_fd) {
   return {};
 }
 
-std::variant<std::unique_ptr<Upper>, std::string> Upper::open(const std::string& upper_path,
-                                                              const std::string& work_path,
-                                                              bool device_whiteouts) {
+Result<std::unique_ptr<Upper>> Upper::open(const std::string& upper_path,
+                                           const std::string& work_path, bool device_whiteouts) {
   auto up = std::make_unique<Upper>();
   auto upper = sys::open_at(AT_FDCWD, upper_path.c_str(), O_PATH | O_DIRECTORY);
-  if (!upper.ok()) return describe("upperdir", upper_path, upper.err().message());
+  if (!upper.ok()) return upper.err().context("upperdir", upper_path);
   if (auto writable = sys::access_at(upper->get(), ".", W_OK | X_OK); !writable.ok()) {
-    return describe("upperdir", upper_path, writable.err().message());
+    return writable.err().context("upperdir", upper_path);
   }
   auto workdir = sys::open_at(AT_FDCWD, work_path.c_str(), O_PATH | O_DIRECTORY);
-  if (!workdir.ok()) return describe("workdir", work_path, workdir.err().message());
+  if (!workdir.ok()) return workdir.err().context("workdir", work_path);
   auto ust = sys::stat_fd(upper->get());
   auto wst = sys::stat_fd(workdir->get());
-  if (!ust.ok() || !wst.ok()) return describe("upperdir", upper_path, "cannot stat");
+  if (!ust.ok()) return ust.err().context("upperdir", upper_path);
+  if (!wst.ok()) return wst.err().context("workdir", work_path);
   if (ust->st_dev != wst->st_dev) {
-    return describe("workdir", work_path, "not on the same filesystem as upperdir");
+    return describe("workdir", work_path, "not on the same filesystem as upperdir", EXDEV);
   }
   if (inside(workdir->get(), upper->get()) || inside(upper->get(), workdir->get())) {
     return describe("workdir", work_path, "upperdir and workdir must not contain each other");
@@ -100,34 +102,37 @@ std::variant<std::unique_ptr<Upper>, std::string> Upper::open(const std::string&
   if (!upper_lock.ok()) {
     return describe("upperdir", upper_path,
                     upper_lock.error() == EWOULDBLOCK ? "in use by another layerfs mount"
-                                                      : upper_lock.err().message());
+                                                      : upper_lock.err().message(),
+                    upper_lock.error());
   }
   auto work_lock = lock_dir(workdir->get());
   if (!work_lock.ok()) {
     return describe("workdir", work_path,
                     work_lock.error() == EWOULDBLOCK ? "in use by another layerfs mount"
-                                                     : work_lock.err().message());
+                                                     : work_lock.err().message(),
+                    work_lock.error());
   }
 
   auto make_work = sys::make_dir_at(workdir->get(), "work", 0700);
   const bool made = make_work.ok();
   if (!made && make_work.error() != EEXIST) {
-    return describe("workdir", work_path, "cannot create work: " + make_work.err().message());
+    return describe("workdir", work_path, "cannot create work: " + make_work.err().message(),
+                    make_work.error());
   }
   // A failure from here on removes the work dir it made.
-  auto fail = [&](std::string why) {
+  auto fail = [&](std::string why, int code) {
     if (made) (void)sys::unlink_at(workdir->get(), "work", AT_REMOVEDIR);
-    return describe("workdir", work_path, why);
+    return describe("workdir", work_path, why, code);
   };
   auto work = sys::open_at(workdir->get(), "work", O_PATH | O_DIRECTORY | O_NOFOLLOW);
-  if (!work.ok()) return fail("work: " + work.err().message());
+  if (!work.ok()) return fail("work: " + work.err().message(), work.error());
   auto cleaned = remove_contents(work->get());
-  if (!cleaned.ok()) return fail("cannot empty work: " + cleaned.err().message());
+  if (!cleaned.ok()) return fail("cannot empty work: " + cleaned.err().message(), cleaned.error());
 
   // trusted.* needs CAP_SYS_ADMIN; without it the markers go to user.*, as kernel overlayfs
   // does with userxattr.
   auto probe = sys::open_at(work->get(), "#probe", O_WRONLY | O_CREAT | O_EXCL, 0600);
-  if (!probe.ok()) return fail("not writable: " + probe.err().message());
+  if (!probe.ok()) return fail("not writable: " + probe.err().message(), probe.error());
   const bool trusted = sys::set_xattr(probe->get(), "trusted.overlay.layerfs", "y").ok();
   up->device_whiteouts_ =
       device_whiteouts && sys::make_node_at(work->get(), "#probe-wh", S_IFCHR, makedev(0, 0)).ok();

@@ -29,9 +29,9 @@ class Upper {
   // Opens and locks upper and work. The error is one line naming the directory and the reason.
   // Without `device_whiteouts` (or where mknod of 0/0 is refused) whiteouts are ".wh.NAME"
   // files.
-  static std::variant<std::unique_ptr<Upper>, std::string> open(const std::string& upper_path,
-                                                                const std::string& work_path,
-                                                                bool device_whiteouts = true);
+  static Result<std::unique_ptr<Upper>> open(const std::string& upper_path,
+                                             const std::string& work_path,
+                                             bool device_whiteouts = true);
 
   int upper_fd() const { return upper_.get(); }  // O_RDONLY | O_DIRECTORY, locked
   int work_fd() const { return work_.get(); }    // O_PATH on workdir/work

@@ -26,17 +26,16 @@ UniqueFd dir_fd(const fs::path& p) {
 
 std::unique_ptr<Upper> open_upper(const fs::path& upper, const fs::path& work) {
   auto r = Upper::open(upper, work);
-  if (auto* e = std::get_if<std::string>(&r)) {
-    ADD_FAILURE() << *e;
+  if (!r.ok()) {
+    ADD_FAILURE() << r.err().message();
     return nullptr;
   }
-  return std::move(std::get<std::unique_ptr<Upper>>(r));
+  return std::move(*r);
 }
 
 std::string open_error(const fs::path& upper, const fs::path& work) {
   auto r = Upper::open(upper, work);
-  auto* e = std::get_if<std::string>(&r);
-  return e ? *e : "<opened>";
+  return r.ok() ? "<opened>" : r.err().message();
 }
 
 class CopyUpTest : public ::testing::Test {
