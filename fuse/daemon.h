@@ -6,10 +6,11 @@
 
 #include <memory>
 #include <optional>
-#include <vector>
 #include <string>
+#include <vector>
 
 #include "fuse/inode_table.h"
+#include "layers/attributes.h"
 #include "layers/idmap.h"
 #include "layers/layer_stack.h"
 #include "layers/stat_override.h"
@@ -52,13 +53,9 @@ struct Daemon {
   // which applies it or the directory's default ACL to new objects.
   bool acl_wanted = false;
   bool acl = false;
-  // How ownership shows (uidmapping=, gidmapping=, squash_to_*) and directory link counts
-  // (static_nlink).
-  IdMap uid_map;
-  IdMap gid_map;
-  std::optional<uint32_t> squash_uid;
-  std::optional<uint32_t> squash_gid;
-  bool static_nlink = false;
+  // How owners, modes and link counts show (uidmapping=, gidmapping=, squash_to_*,
+  // static_nlink, xattr_permissions, containers-storage's override).
+  Presentation view;
   // Redirects (redirect_dir=): followed where kernel overlayfs would follow them, written
   // when a directory with lower copies is renamed only with redirect_dir=on (up to
   // kRedirectMax bytes, the kernel's redirect_max; beyond it the tree is copied).
@@ -67,19 +64,14 @@ struct Daemon {
   static constexpr size_t kRedirectMax = 256;
   std::vector<DirRef> roots;  // every layer's root, top first, with the layers' fds
   Redirects redirects() const { return Redirects{follow_redirects, roots}; }
-  // xattr_permissions: where owner and mode are kept and read (empty: off). Where any layer's
-  // root carries containers-storage's override, that one is read too.
-  std::string override_xattr;
-  bool containers_overrides = false;
-
   // The attributes of `inode` as the mount shows them: an owner-and-mode override applied, ids
   // mapped or squashed, link counts.
   void present(const Inode& inode, struct stat& st) const;
   // The owner-and-mode override `inode` carries, if overrides are read at all.
   std::optional<StatOverride> stat_override(const Inode& inode) const;
   // An owner given through the mount (a caller, a chown) as it is stored on disk.
-  uid_t disk_uid(uid_t shown) const { return uid_map.empty() ? shown : uid_map.to_disk(shown); }
-  gid_t disk_gid(gid_t shown) const { return gid_map.empty() ? shown : gid_map.to_disk(shown); }
+  uid_t disk_uid(uid_t shown) const { return view.disk_uid(shown); }
+  gid_t disk_gid(gid_t shown) const { return view.disk_gid(shown); }
   fuse_session* session = nullptr;  // for notifications to the kernel
 
   // Tells the kernel that the attributes it caches for `inode` changed behind its back (a
@@ -102,12 +94,6 @@ struct Daemon {
                                          const LookupHint& hint = {});
   // Fills `e` for an inode the kernel is told about (counts a lookup).
   void fill_entry(const std::shared_ptr<Inode>& inode, const struct stat& st, fuse_entry_param* e);
-
-  // The inode number the mount shows for an upper object: its recorded origin, if any.
-  uint64_t upper_st_ino(int dir_fd, const char* name, const struct stat& st) const;
-  // The st_ino of the lower object named by a kernel-written overlay.origin on the upper entry
-  // `name` of dir_fd, if the origin decodes (see layers/origin.h).
-  std::optional<uint64_t> kernel_origin_ino(int dir_fd, const char* name) const;
 
   // Makes sure `inode` lives in the upper, copying it (and its parents first) if not.
   // With `truncate` (an O_TRUNC open), the data is not copied: it is about to go.

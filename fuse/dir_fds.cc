@@ -71,16 +71,33 @@ size_t DirFds::size() {
 
 Result<CopyFd> DirFds::open(const Inode& dir, const DirRef& copy) {
   if (copy.fd >= 0) return CopyFd{nullptr, copy.fd};
-  if (auto held = dir.held_copy(copy.layer)) return CopyFd{held, held->get()};
   if (auto hit = find(key_of(copy))) return CopyFd{hit, hit->get()};
   auto fd = reopen(dir, copy);
   if (!fd.ok() && (fd.error() == ENOENT || fd.error() == ESTALE)) fd = reopen(dir, copy);
   return fd;
 }
 
+Result<std::string> DirFds::path_in_layer(const Inode& dir, uint32_t layer) {
+  std::string path;
+  std::shared_ptr<const Inode> keep;
+  const Inode* node = &dir;
+  for (;;) {
+    auto [parent, name] = node->location();
+    if (auto where = node->found_as(layer)) {
+      if (where->starts_with('/')) return *where + path;
+      name = std::move(*where);
+    }
+    if (!parent) return path.empty() ? std::string("/") : path;  // the root
+    path = "/" + name + path;
+    keep = std::move(parent);
+    node = keep.get();
+  }
+}
+
 Result<CopyFd> DirFds::reopen(const Inode& dir, const DirRef& copy) {
   const uint64_t since = removals();
-  // Up the tree to a copy in the same layer that has an fd, collecting the names on the way.
+  // Up the tree to a copy in the same layer that has an fd, collecting the names on the way:
+  // each directory's own name in its parent's copy, or where a redirect had its copy found.
   std::vector<std::string> names;
   size_t length = 0;
   std::shared_ptr<const Inode> keep;  // the ancestor whose copy is the start
@@ -88,6 +105,15 @@ Result<CopyFd> DirFds::reopen(const Inode& dir, const DirRef& copy) {
   CopyFd base;
   for (;;) {
     auto [parent, name] = node->location();
+    if (auto where = node->found_as(copy.layer)) {
+      if (where->starts_with('/')) {  // a path from the layer's root
+        if (copy.layer >= roots_.size() || roots_[copy.layer] < 0) return Errno{ESTALE};
+        names.push_back(where->substr(1));
+        base = CopyFd{nullptr, roots_[copy.layer]};
+        break;
+      }
+      name = std::move(*where);  // a name in the parent's copy
+    }
     if (!parent) return Errno{ESTALE};  // only the root has no parent, and its copies have fds
     length += name.size() + 1;
     names.push_back(std::move(name));
@@ -97,10 +123,6 @@ Result<CopyFd> DirFds::reopen(const Inode& dir, const DirRef& copy) {
     node = keep.get();
     if (ref->fd >= 0) {
       base = CopyFd{nullptr, ref->fd};
-      break;
-    }
-    if (auto held = keep->held_copy(copy.layer)) {
-      base = CopyFd{held, held->get()};
       break;
     }
     if (auto hit = find(key_of(*ref))) {

@@ -4,8 +4,8 @@
 // number of fds the daemon holds must not grow with what the kernel caches (a find over 100,000
 // directories, or 50 directories in each of 1,000 layers, under `ulimit -n 1024`). A copy not
 // in the cache is opened again by name, from the nearest ancestor whose copy in that layer is
-// cached or kept by the inode (a copy found through a redirect, which no name leads to; or the
-// layer root), with openat2 confined below it and no symlinks followed, and
+// cached (or the layer root; a copy a redirect had found is reopened where it was found), with
+// openat2 confined below it and no symlinks followed, and
 // checked to be the same object. Lower layers are immutable and the upper changes only through
 // the mount, so a name leads to the same object for as long as the inode knows it; removing an
 // upper directory forgets its entry, since its inode number may come back, and an fd opened
@@ -23,6 +23,7 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "layers/base/result.h"
 #include "layers/merge.h"
@@ -45,10 +46,17 @@ class DirFds {
   // the fd of a directory removed since).
   void offer(const DirRef& copy, UniqueFd fd);
   void offer(const DirRef& copy, UniqueFd fd, uint64_t since);
+  // The path of `dir`'s copy in `layer` from the layer's root ("/a/b"), by the names and
+  // redirects that lead there now.
+  static Result<std::string> path_in_layer(const Inode& dir, uint32_t layer);
   // `copy` is gone from its layer: its identity may be reused.
   void forget(const DirRef& copy);
   // How many forgets there have been.
   uint64_t removals() const { return removals_.load(std::memory_order_acquire); }
+
+  // The layer roots' fds, by layer (they outlive the cache): where copies a redirect had found
+  // by their path from the root are reopened.
+  void set_roots(std::vector<int> roots) { roots_ = std::move(roots); }
 
   size_t capacity() const { return capacity_; }
   size_t size();
@@ -77,6 +85,7 @@ class DirFds {
   static constexpr size_t kMaxPath = 2048;
 
   const size_t capacity_;
+  std::vector<int> roots_;
   std::mutex mu_;       // a leaf lock: nothing else is taken while it is held
   std::list<Key> lru_;  // most recently used first
   struct Entry {

@@ -140,36 +140,33 @@ void Inode::init_location(std::shared_ptr<Inode> parent, std::string name, uint3
   std::vector<DirRef> refs;
   refs.reserve(dirs.size());
   for (LayerDir& d : dirs) {
+    if (!d.found_as.empty()) set_found_as(d.layer, std::move(d.found_as));
     DirRef ref = d.ref();
-    if (d.fd.valid()) {
-      ref.fd = -1;  // lent by held_copy, which keeps it alive for whoever borrows it
-      hold_copy(d.layer, std::make_shared<const UniqueFd>(std::move(d.fd)));
-    }
+    ref.fd = -1;  // an fd the lookup kept goes with `dirs`: the cache has its own
     refs.push_back(ref);
   }
   init_location(std::move(parent), std::move(name), layer, std::move(refs));
 }
 
-std::shared_ptr<const UniqueFd> Inode::held_copy(uint32_t layer) const {
+std::optional<std::string> Inode::found_as(uint32_t layer) const {
   std::lock_guard lock(mu_);
-  if (!held_) return nullptr;
-  for (const HeldCopy& h : *held_) {
-    if (h.layer == layer) return h.fd;
+  if (!found_as_) return std::nullopt;
+  for (const FoundAs& f : *found_as_) {
+    if (f.layer == layer) return f.where;
   }
-  return nullptr;
+  return std::nullopt;
 }
 
-void Inode::hold_copy(uint32_t layer, std::shared_ptr<const UniqueFd> fd) {
-  std::shared_ptr<const UniqueFd> replaced;  // released with no lock held
+void Inode::set_found_as(uint32_t layer, std::string where) {
   std::lock_guard lock(mu_);
-  if (!held_) held_ = std::make_unique<std::vector<HeldCopy>>();
-  for (HeldCopy& h : *held_) {
-    if (h.layer == layer) {
-      replaced = std::exchange(h.fd, std::move(fd));
+  if (!found_as_) found_as_ = std::make_unique<std::vector<FoundAs>>();
+  for (FoundAs& f : *found_as_) {
+    if (f.layer == layer) {
+      f.where = std::move(where);
       return;
     }
   }
-  held_->push_back(HeldCopy{layer, std::move(fd)});
+  found_as_->push_back(FoundAs{layer, std::move(where)});
 }
 
 void Inode::moved_to_upper(std::optional<DirRef> upper_copy) {
@@ -183,10 +180,9 @@ void Inode::moved_to_upper(std::optional<DirRef> upper_copy) {
 }
 
 void Inode::drop_lower_copies() {
-  std::unique_ptr<std::vector<HeldCopy>> released;  // closed with no lock held
   std::lock_guard lock(mu_);
   std::erase_if(dirs_, [](const DirRef& d) { return d.layer != 0; });
-  released = std::move(held_);
+  found_as_.reset();
   version_.fetch_add(1, std::memory_order_acq_rel);
   listing_.reset();
 }

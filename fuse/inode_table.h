@@ -169,16 +169,17 @@ class Inode : public std::enable_shared_from_this<Inode> {
   Result<UniqueFd> path_fd() const;
 
   // Set up once, before the inode is published. Copies found through a redirect come with
-  // their fds, which the inode keeps (held_copy): they cannot be reopened by name.
+  // where they were found (LayerDir::found_as), which the inode keeps (found_as).
   void init_location(std::shared_ptr<Inode> parent, std::string name, uint32_t layer,
                      std::vector<DirRef> dirs);
   void init_location(std::shared_ptr<Inode> parent, std::string name, uint32_t layer,
                      std::vector<LayerDir> dirs);
-  // Directories: the fd kept for the copy in `layer`, if the inode keeps one.
-  std::shared_ptr<const UniqueFd> held_copy(uint32_t layer) const;
-  // Keeps `fd` for the copy in `layer` from now on (a rename is about to move the directory
-  // away from the name its lower copies have).
-  void hold_copy(uint32_t layer, std::shared_ptr<const UniqueFd> fd);
+  // Directories: where the copy in `layer` is, when that is not the directory's own name in
+  // its parent's copy (see LayerDir::found_as).
+  std::optional<std::string> found_as(uint32_t layer) const;
+  // Records it (a rename is about to move the directory away from the name its lower copies
+  // have: their paths from the layer roots).
+  void set_found_as(uint32_t layer, std::string where);
   // After a copy-up: the object now lives in the upper; a directory gains its upper copy.
   void moved_to_upper(std::optional<DirRef> upper_copy);
   // After its upper copy was made opaque: the lower copies no longer take part.
@@ -216,11 +217,11 @@ class Inode : public std::enable_shared_from_this<Inode> {
   std::vector<DirRef> dirs_;
   std::shared_ptr<const Listing> listing_;
   UniqueFd pinned_;
-  struct HeldCopy {
+  struct FoundAs {
     uint32_t layer;
-    std::shared_ptr<const UniqueFd> fd;
+    std::string where;
   };
-  std::unique_ptr<std::vector<HeldCopy>> held_;  // few directories have any
+  std::unique_ptr<std::vector<FoundAs>> found_as_;  // few directories have any
 
   // Guarded by the table lock.
   uint64_t nlookup_ = 0;

@@ -149,6 +149,11 @@ int run(const Options& opts) {
     roots.push_back(DirRef{static_cast<uint32_t>(i), layer.root.get(), marks->xwhiteouts, layer.dev,
                            layer.ino});
   }
+  {
+    std::vector<int> root_fds;
+    for (const DirRef& r : roots) root_fds.push_back(r.fd);
+    dir_fds.set_roots(std::move(root_fds));
+  }
   auto root_st = sys::stat_fd(stack->layer(0).root.get());
   if (!root_st.ok()) {
     log::error("'%s': %s", stack->layer(0).path.c_str(), strerror(root_st.error()));
@@ -170,26 +175,37 @@ int run(const Options& opts) {
   daemon.table = std::make_unique<InodeTable>(root);
   daemon.cache = CachePolicy{opts.timeout, opts.timeout, true, true};
   daemon.fsync_copy_up = opts.fsync;
-  daemon.uid_map = opts.uid_map;
-  daemon.gid_map = opts.gid_map;
-  daemon.squash_uid = opts.squash_uid;
-  daemon.squash_gid = opts.squash_gid;
-  daemon.static_nlink = opts.static_nlink;
+  daemon.view.uid_map = opts.uid_map;
+  daemon.view.gid_map = opts.gid_map;
+  daemon.view.squash_uid = opts.squash_uid;
+  daemon.view.squash_gid = opts.squash_gid;
+  daemon.view.static_nlink = opts.static_nlink;
   // As kernel overlayfs: with userxattr, redirects are neither written nor followed unless
   // asked for.
-  const bool user_xattrs = daemon.upper ? daemon.upper->xattr_prefix() == "user.overlay."
-                                        : !sys::running_as_root();
+  const bool user_xattrs =
+      daemon.upper ? daemon.upper->xattr_prefix() == "user.overlay." : !sys::running_as_root();
+  if (user_xattrs && (opts.redirect_dir == "on" || opts.redirect_dir == "follow")) {
+    // What kernel overlayfs says to userxattr with redirects: an upper written so could not
+    // be mounted by it.
+    log::error(
+        "redirect_dir=%s: needs trusted.* xattrs (run as root); with user.overlay.* "
+        "ones, as kernel overlayfs with userxattr, redirects are neither written nor "
+        "followed",
+        opts.redirect_dir.c_str());
+    if (daemon.upper) daemon.upper->abandon();
+    return 1;
+  }
   daemon.write_redirects = opts.redirect_dir == "on";
   daemon.follow_redirects = opts.redirect_dir == "on" || opts.redirect_dir == "follow" ||
                             (opts.redirect_dir == "off" && !user_xattrs);
   daemon.roots = roots;
   if (opts.xattr_permissions != 0) {
-    daemon.override_xattr =
+    daemon.view.override_xattr =
         opts.xattr_permissions == 1 ? StatOverride::kPrivileged : StatOverride::kUser;
   }
   for (size_t i = 0; i < stack->size(); ++i) {
     if (sys::get_xattr(stack->layer(i).root.get(), StatOverride::kContainers, nullptr, 0).ok()) {
-      daemon.containers_overrides = true;
+      daemon.view.containers_overrides = true;
     }
   }
   // ACLs where the filesystem the mount writes to (or, read-only, the top layer) has them.

@@ -8,88 +8,12 @@
 #include <cstring>
 
 #include "fuse/daemon.h"
+#include "layers/attributes.h"
 #include "layers/copy_up.h"
 #include "layers/sys/fs.h"
 #include "layers/sys/xattr.h"
 
 namespace layerfs {
-
-std::optional<uint64_t> Daemon::kernel_origin_ino(int dir_fd, const char* name) const {
-  char buf[256];
-  const std::string xattr = upper->xattr_prefix() + "origin";
-  auto got = sys::get_xattr_at(dir_fd, name, xattr.c_str(), buf, sizeof buf);
-  if (!got.ok() || *got == 0) return std::nullopt;
-  const size_t n = *got;
-  // The first lower layer that decodes the handle holds the origin, as kernel overlayfs finds
-  // it. Its number is shown where the kernel shows it: for a directory, or a file that had one
-  // link (a copied name of a hard-link pair has a number of its own).
-  for (size_t i = 1; i < stack->size(); ++i) {
-    const Layer& layer = stack->layer(i);
-    auto mount_fd = sys::reopen(layer.root.get(), O_RDONLY | O_DIRECTORY);
-    if (!mount_fd.ok()) continue;
-    auto fd =
-        origin::decode(std::string_view(buf, n), mount_fd->get(), layer.uuid);
-    if (!fd.ok()) {
-      if (fd.error() == EINVAL || fd.error() == EPERM) return std::nullopt;
-      continue;
-    }
-    auto st = sys::stat_fd(fd->get());
-    if (!st.ok() || st->st_dev != layer.dev) continue;
-    if (!S_ISDIR(st->st_mode) && st->st_nlink != 1) return std::nullopt;
-    return stack->map_ino(i, st->st_ino);
-  }
-  return std::nullopt;
-}
-
-uint64_t Daemon::upper_st_ino(int dir_fd, const char* name, const struct stat& st) const {
-  // A copied-up object keeps the number it had below (kernel overlayfs does the same through
-  // its origin xattr), recorded by copy_up; but an opaque directory, which merges nothing, shows
-  // its own (as in the kernel, which takes a directory's number from its first lower copy).
-  if (upper) {
-    const std::string ino_xattr = origin_ino_xattr(*upper);
-    const std::string origin_xattr = upper->xattr_prefix() + "origin";
-    // One listxattr answers for most upper objects (created through the mount: no origin);
-    // values are read only for the names present.
-    char names[1024];
-    auto list = sys::list_xattr_at(dir_fd, name, names, sizeof names);
-    const size_t listed = list.ok() ? *list : 0;
-    const bool too_many = !list.ok() && list.error() == ERANGE;  // then just ask for each
-    auto has = [&](std::string_view x) {
-      if (too_many) return true;
-      for (size_t pos = 0; pos < listed;) {
-        std::string_view n(names + pos);
-        if (n == x) return true;
-        pos += n.size() + 1;
-      }
-      return false;
-    };
-    auto get = [&](const std::string& x, char* buf, size_t size) {
-      auto n = sys::get_xattr_at(dir_fd, name, x.c_str(), buf, size);
-      return n.ok() ? *n : 0;
-    };
-    if (S_ISDIR(st.st_mode)) {
-      const std::string opaque_xattr = upper->xattr_prefix() + "opaque";
-      char v[2];
-      if (has(opaque_xattr) && get(opaque_xattr, v, sizeof v) > 0 && v[0] == 'y') {
-        return stack->map_ino(0, st.st_ino);
-      }
-    }
-    if (has(ino_xattr)) {
-      char buf[32];
-      const size_t n = get(ino_xattr, buf, sizeof buf - 1);
-      if (n > 0) {
-        buf[n] = '\0';
-        char* end = nullptr;
-        unsigned long long v = strtoull(buf, &end, 10);
-        if (*end == '\0' && v != 0) return v;
-      }
-    }
-    if (has(origin_xattr)) {
-      if (auto ino = kernel_origin_ino(dir_fd, name)) return *ino;
-    }
-  }
-  return stack->map_ino(0, st.st_ino);
-}
 
 Result<std::shared_ptr<Inode>> Daemon::resolve(Inode& parent, const char* name, struct stat* st,
                                                const LookupHint& hint) {
@@ -149,10 +73,11 @@ Result<std::shared_ptr<Inode>> Daemon::resolve(Inode& parent, const char* name, 
   } else if (S_ISDIR(found->st.st_mode)) {
     // As kernel overlayfs: a directory that merges shows the number of its first lower copy,
     // one that does not (opaque, or made through the mount) its own.
-    const LayerDir* below = found->dirs.size() > 1 ? &found->dirs[1] : nullptr;
-    st_ino = below ? stack->map_ino(below->layer, below->ino) : stack->map_ino(0, found->st.st_ino);
+    std::optional<std::pair<uint32_t, uint64_t>> below;
+    if (found->dirs.size() > 1) below = std::pair{found->dirs[1].layer, found->dirs[1].ino};
+    st_ino = upper_dir_ino(*stack, found->st.st_ino, below);
   } else {
-    st_ino = upper_st_ino(upper_dir.get(), name, found->st);
+    st_ino = upper_ino(*stack, upper->xattr_prefix(), upper_dir.get(), name, found->st);
   }
   auto fresh = std::make_shared<Inode>(key, found->st.st_mode & S_IFMT, st_ino);
   fresh->init_location(parent.shared_from_this(), name, found->layer, std::move(found->dirs));
@@ -163,24 +88,14 @@ Result<std::shared_ptr<Inode>> Daemon::resolve(Inode& parent, const char* name, 
 }
 
 std::optional<StatOverride> Daemon::stat_override(const Inode& inode) const {
-  if (override_xattr.empty() && !containers_overrides) return std::nullopt;
+  if (!view.reads_overrides()) return std::nullopt;
   auto fd = inode.path_fd();
   if (!fd.ok()) return std::nullopt;
-  for (const std::string& name : {override_xattr, std::string(StatOverride::kContainers)}) {
-    if (name.empty() || (name == StatOverride::kContainers && !containers_overrides)) continue;
-    auto v = sys::get_xattr(fd->get(), name.c_str());
-    if (v.ok()) return StatOverride::parse(*v);
-  }
-  return std::nullopt;
+  return view.override_of(fd->get());
 }
 
 void Daemon::present(const Inode& inode, struct stat& st) const {
-  if (auto o = stat_override(inode)) o->apply(st);
-  if (!uid_map.empty()) st.st_uid = uid_map.to_shown(st.st_uid);
-  if (!gid_map.empty()) st.st_gid = gid_map.to_shown(st.st_gid);
-  if (squash_uid) st.st_uid = *squash_uid;
-  if (squash_gid) st.st_gid = *squash_gid;
-  if (static_nlink && S_ISDIR(st.st_mode)) st.st_nlink = 1;
+  view.show(st, stat_override(inode));
 }
 
 void Daemon::fill_entry(const std::shared_ptr<Inode>& inode, const struct stat& st,
@@ -227,17 +142,15 @@ Result<void> Daemon::copy_up(Inode& node, bool truncate) {
   // it had one link: copying one name of a hard-link pair breaks the link, so the copy gets a
   // number of its own. A symlink can keep it only where its origin can be recorded (trusted.*
   // xattrs; user.* ones cannot go on a symlink).
-  bool keep_ino = node.is_dir() ||
-                  (lower->st_nlink == 1 &&
-                   (!S_ISLNK(lower->st_mode) || upper->xattr_prefix().starts_with("trusted.")));
+  const bool keep_ino = copy_up_keeps_ino(*lower, upper->xattr_prefix());
   CopyUpOptions opts{.fsync = fsync_copy_up,
                      .origin_ino = keep_ino ? node.st_ino() : 0,
                      .origin_uuid = stack->layer(node.layer()).uuid,
                      .truncate = truncate && !node.is_dir()};
-  if (!override_xattr.empty()) {
+  if (!view.override_xattr.empty()) {
     // What the object showed below is what its copy shows: the owner may not be chown-able.
     StatOverride shown = stat_override(node).value_or(StatOverride::of(*lower));
-    opts.override_name = override_xattr;
+    opts.override_name = view.override_xattr;
     opts.override_value = shown.format();
   }
   auto made = layerfs::copy_up(*upper, w.dir_fd, w.name.c_str(), dst, w.name.c_str(), opts);
@@ -313,13 +226,23 @@ Result<std::shared_ptr<const Listing>> Daemon::listing(Inode& dir) {
     }
   }
   const int upper_fd = upper_dir.get();
+  const bool merges = copies.size() > 1;
   for (ListEntry& e : *entries) {
     // Listed inode numbers are the ones lstat shows.
     if (e.layer == 0 && upper_fd >= 0) {
       struct stat st {};
       st.st_ino = e.ino;
       st.st_mode = static_cast<mode_t>(DTTOIF(e.type));
-      e.ino = upper_st_ino(upper_fd, e.name.c_str(), st);
+      e.ino = upper_ino(*stack, upper->xattr_prefix(), upper_fd, e.name.c_str(), st);
+      if (e.type == DT_DIR && e.ino == stack->map_ino(0, st.st_ino) && merges) {
+        // No origin record (an upper fuse-overlayfs wrote, or the kernel's where its origin
+        // does not decode), yet the directory may merge: then it shows its first lower copy's
+        // number, as its lookup does.
+        auto found = layerfs::lookup(copies, e.name, &fds, redirects());
+        if (found.ok() && found->dirs.size() > 1) {
+          e.ino = stack->map_ino(found->dirs[1].layer, found->dirs[1].ino);
+        }
+      }
     } else {
       e.ino = stack->map_ino(e.layer, e.ino);
     }

@@ -15,9 +15,11 @@
 //   the copy made opaque (Daemon::copy_up_tree). Then every rename happens within the upper,
 //   leaving a whiteout at the old name where a lower layer still shows it. A copied tree costs
 //   data copying (reflinks where the filesystem has them) but needs no redirect support from
-//   whoever mounts the upper later; either way a crash at any point leaves the same view: each
-//   step only copies up, and the redirect or opaque mark and the rename are atomic (a
-//   redirect set before the rename names the directory's own lower copies).
+//   whoever mounts the upper later. Either way each step only copies up, the redirect or
+//   opaque mark is set before the rename (a redirect set before it names the directory's own
+//   lower copies), and the rename with its whiteout is one RENAME_WHITEOUT; only where that is
+//   refused (no CAP_MKNOD) are the rename and the whiteout two steps, between which a crash
+//   would show the old name's lower directory again.
 // - The kernel's VFS holds the parent directories' locks for all of these, so no two of them
 //   race on the same names.
 #include <fcntl.h>
@@ -128,7 +130,7 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
   };
   // With xattr_permissions the owner and mode go to the override xattr, and the file keeps the
   // daemon as owner, with owner access on disk whatever the mode says.
-  const bool in_xattr = !d.override_xattr.empty();
+  const bool in_xattr = !d.view.override_xattr.empty();
   struct stat shown_parent = *pst;
   if (in_xattr) {
     if (auto o = d.stat_override(parent)) o->apply(shown_parent);
@@ -152,7 +154,7 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
       // (Symlinks carry no user.* xattrs; they show the daemon as owner.)
       auto pfd = sys::open_path(work, temp.c_str());
       if (!pfd.ok()) return fail(pfd.err());
-      auto set = sys::set_xattr(pfd->get(), d.override_xattr.c_str(),
+      auto set = sys::set_xattr(pfd->get(), d.view.override_xattr.c_str(),
                                 StatOverride{who.uid, gid, mode}.format());
       if (!set.ok()) return fail(set.err());
     }
@@ -393,21 +395,19 @@ Result<void> Daemon::redirect_before_rename(Inode& dir, const Inode& from, const
     }
     if (value.size() > kRedirectMax) return Errno{EXDEV};
   }
-  // The lower copies are found by name until the rename: their fds are kept from now on.
+  // The lower copies are found by name until the rename: from now on by their paths in their
+  // layers, which never change.
   for (const DirRef& copy : dir.copies()) {
-    if (copy.layer == 0 || dir.held_copy(copy.layer)) continue;
-    auto lower = Inode::dir_fds->open(dir, copy);
-    if (!lower.ok()) return lower.err();
-    auto owner = lower->owner;
-    if (!owner) {
-      auto dup = sys::dup_fd(lower->get());
-      if (!dup.ok()) return dup.err();
-      owner = std::make_shared<const UniqueFd>(std::move(*dup));
-    }
-    dir.hold_copy(copy.layer, std::move(owner));
+    if (copy.layer == 0) continue;
+    auto where = DirFds::path_in_layer(dir, copy.layer);
+    if (!where.ok()) return where.err();
+    dir.set_found_as(copy.layer, std::move(*where));
   }
   if (value.empty()) return {};
-  return upper->set_redirect(fd->get(), value);
+  // As the kernel: a redirect that cannot be written (no xattr space, no xattrs) means the
+  // tree is copied instead.
+  if (!upper->set_redirect(fd->get(), value).ok()) return Errno{EXDEV};
+  return {};
 }
 
 namespace {
@@ -508,7 +508,8 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
       if (!moved.ok()) return moved;
     } else {
       Result<void> moved = Errno{EINVAL};
-      if (upper.device_whiteouts()) moved = sys::rename_at(from, name, to, new_name, RENAME_WHITEOUT);
+      if (upper.device_whiteouts())
+        moved = sys::rename_at(from, name, to, new_name, RENAME_WHITEOUT);
       if (!moved.ok()) {
         // RENAME_WHITEOUT needs CAP_MKNOD and filesystem support: rename, then mark.
         if (upper.device_whiteouts() && moved.error() != EINVAL && moved.error() != EPERM &&
@@ -558,7 +559,8 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent_id, const cha
   Inode::Where w = src.where();
   const int pinned = src.pinned_fd();
   auto link_to = [&](int dir, const char* name) {
-    return pinned >= 0 ? sys::link_fd(pinned, dir, name) : sys::link_at(w.dir_fd, w.name.c_str(), dir, name);
+    return pinned >= 0 ? sys::link_fd(pinned, dir, name)
+                       : sys::link_at(w.dir_fd, w.name.c_str(), dir, name);
   };
   if (pinned < 0 && w.dir_fd < 0) return (void)fuse_reply_err(req, w.dir_error);
   auto to_held = new_parent.copy_fd(0);
@@ -613,7 +615,7 @@ Result<void> set_override(const Daemon& d, Inode& inode, int fd, const struct st
       !S_ISDIR(st->st_mode)) {
     o.mode &= ~static_cast<mode_t>(S_ISUID | S_ISGID);
   }
-  return sys::set_xattr(fd, d.override_xattr.c_str(), o.format());
+  return sys::set_xattr(fd, d.view.override_xattr.c_str(), o.format());
 }
 
 Result<void> apply_setattr(const Daemon& d, Inode& inode, const struct stat& attr, int to_set,
@@ -627,7 +629,7 @@ Result<void> apply_setattr(const Daemon& d, Inode& inode, const struct stat& att
     // for it unless it caches writes: a chown to -1, -1 below updates ctime the same way.
     return sys::chown_fd(fd->get(), static_cast<uid_t>(-1), static_cast<gid_t>(-1));
   }
-  if (!d.override_xattr.empty() && !S_ISLNK(inode.type()) &&
+  if (!d.view.override_xattr.empty() && !S_ISLNK(inode.type()) &&
       (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
     auto o = set_override(d, inode, fd->get(), attr, to_set);
     if (!o.ok()) return o;

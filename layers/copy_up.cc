@@ -21,8 +21,9 @@ bool try_next(int err) {
 Result<void> copy_range_rw(int src, int dst, off_t off, off_t len) {
   std::vector<char> buf(1 << 20);
   while (len > 0) {
-    auto got = sys::pread_fd(src, buf.data(),
-                             static_cast<size_t>(std::min<off_t>(len, static_cast<off_t>(buf.size()))), off);
+    auto got = sys::pread_fd(
+        src, buf.data(), static_cast<size_t>(std::min<off_t>(len, static_cast<off_t>(buf.size()))),
+        off);
     if (!got.ok()) {
       if (got.error() == EINTR) continue;
       return got.err();

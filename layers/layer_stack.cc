@@ -37,7 +37,9 @@ Result<std::shared_ptr<const LayerStack>> LayerStack::open(const std::vector<std
                                                            size_t writable) {
   auto role = [&](size_t i) { return i < roles.size() ? roles[i] : std::string("lowerdir"); };
   auto name = [&](size_t i) { return role(i) + " '" + paths[i] + "'"; };
-  auto refuse = [&](size_t i, const std::string& why) { return failure(EINVAL, name(i) + ": " + why); };
+  auto refuse = [&](size_t i, const std::string& why) {
+    return failure(EINVAL, name(i) + ": " + why);
+  };
   auto stack = std::make_shared<LayerStack>();
   std::map<dev_t, uint32_t> fsids;
   std::map<Identity, size_t> roots;  // layer roots, for the overlap check

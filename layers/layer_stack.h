@@ -47,9 +47,9 @@ class LayerStack {
   // mounts where the process may make them, as kernel overlayfs sees its layers: a mount inside
   // a layer (the mount point of this very mount, say) is never crossed, and what the layer's
   // own filesystem has there shows. Without the privilege, layers are used as they are.
-  static Result<std::shared_ptr<const LayerStack>> open(
-      const std::vector<std::string>& paths, const std::vector<std::string>& roles = {},
-      size_t writable = 0);
+  static Result<std::shared_ptr<const LayerStack>> open(const std::vector<std::string>& paths,
+                                                        const std::vector<std::string>& roles = {},
+                                                        size_t writable = 0);
 
   size_t size() const { return layers_.size(); }
   const Layer& layer(size_t i) const { return layers_[i]; }

@@ -115,6 +115,12 @@ Result<Resolved> lookup(std::span<const DirRef> parent, std::string_view name_vi
     // follows it. A redirect met on the way rewrites `target` for the layers below only.
     const std::string path = target;
     const bool following = redirected;  // a layer above redirected the lookup here
+    const bool walked_absolute = absolute;
+    // The kernel reads no marks in the last layer it consults (ovl_lookup_single's d->last):
+    // the bottom layer of the mount when redirects are followed, else the parent's last copy.
+    const bool last_layer_consulted = redirects.follow && !redirects.roots.empty()
+                                          ? base->layer == redirects.roots.back().layer
+                                          : (!absolute && next_parent == parent.size());
     std::string_view rest = absolute ? std::string_view(path).substr(1) : std::string_view(path);
     DirRef at = *lent;
     UniqueFd at_fd;  // the element reached, once past the first
@@ -135,7 +141,6 @@ Result<Resolved> lookup(std::span<const DirRef> parent, std::string_view name_vi
         stop = true;
         break;
       }
-      if (last && following && !redirects.follow) return Errno{EPERM};
       if (!S_ISDIR(st->st_mode)) {
         // A non-directory shows only where nothing above did; it ends the merge either way,
         // as does a non-directory on the way to the target.
@@ -154,10 +159,14 @@ Result<Resolved> lookup(std::span<const DirRef> parent, std::string_view name_vi
       auto dst = sys::stat_fd(fd->get());
       if (!dst.ok()) return dst.err();
       if (!S_ISDIR(dst->st_mode)) return Errno{EIO};  // the layer changed under the mount
+      // (A redirected lookup that finds a directory here is what "following" means.)
+      if (last && following && !redirects.follow) return Errno{EPERM};
       auto marks = Whiteout::dir_marks(fd->get());
       if (!marks.ok()) return marks.err();
       if (has_whiteout_file(at, element)) stop = true;
-      if (marks->opaque) {
+      if (last_layer_consulted) {
+        // Nothing below to hide or to redirect to.
+      } else if (marks->opaque) {
         stop = true;  // (a later element's absolute redirect lifts it, as in the kernel)
       } else if (!marks->redirect.empty()) {
         if (!valid_redirect(marks->redirect)) return Errno{EINVAL};
@@ -177,9 +186,13 @@ Result<Resolved> lookup(std::span<const DirRef> parent, std::string_view name_vi
           out.st = *dst;
           found = true;
         }
-        LayerDir copy{at.layer, UniqueFd(), marks->xwhiteouts, dst->st_dev, dst->st_ino,
-                      /*redirected=*/absolute || path != name};
-        if (fds != nullptr && !copy.redirected) {
+        LayerDir copy{at.layer,
+                      UniqueFd(),
+                      marks->xwhiteouts,
+                      dst->st_dev,
+                      dst->st_ino,
+                      /*found_as=*/walked_absolute || path != name ? path : std::string()};
+        if (fds != nullptr) {
           fds->offer(copy.ref(), std::move(*fd));
         } else {
           copy.fd = std::move(*fd);

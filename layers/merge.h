@@ -43,10 +43,11 @@ struct LayerDir {
   bool xwhiteouts = false;
   dev_t dev = 0;
   ino_t ino = 0;
-  // Found through a redirect: the copy is not at its parent's copy in this layer under the
-  // directory's own name, so it cannot be found again by name; lookup keeps its fd here even
-  // when it was given a CopyFds.
-  bool redirected = false;
+  // Where a redirect had the copy found, when that is not the directory's own name in its
+  // parent's copy: "/a/b", its path from the layer's root, or a name in the parent's copy in
+  // this layer. Empty: the directory's own name. (Lower layers never change, so this finds the
+  // copy again.)
+  std::string found_as;
   DirRef ref() const { return DirRef{layer, fd.get(), xwhiteouts, dev, ino}; }
 };
 

@@ -165,7 +165,8 @@ std::string Upper::temp_name() {
 }
 
 Result<void> Upper::install(const std::string& temp, int dir_fd, const char* name, bool replace) {
-  auto moved = sys::rename_at(work_.get(), temp.c_str(), dir_fd, name, replace ? 0 : RENAME_NOREPLACE);
+  auto moved =
+      sys::rename_at(work_.get(), temp.c_str(), dir_fd, name, replace ? 0 : RENAME_NOREPLACE);
   if (moved.ok()) return {};
   if (!replace || (moved.error() != ENOTDIR && moved.error() != EISDIR)) return moved;
   // A directory and a non-directory cannot replace each other by rename: swap the two, and the

@@ -16,7 +16,7 @@ constexpr std::array<const char*, 2> kWhiteoutsXattrs = {"trusted.overlay.whiteo
 constexpr std::array<const char*, 2> kWhiteoutXattrs = {"trusted.overlay.whiteout",
                                                         "user.overlay.whiteout"};
 constexpr std::array<const char*, 2> kRedirectXattrs = {"trusted.overlay.redirect",
-                                                         "user.overlay.redirect"};
+                                                        "user.overlay.redirect"};
 constexpr std::array<std::string_view, 4> kPrivatePrefixes = {
     "trusted.overlay.", "user.overlay.", "user.fuseoverlayfs.", "security.fuseoverlayfs."};
 

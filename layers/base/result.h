@@ -106,9 +106,9 @@ inline Errno last_errno() { return Errno{errno}; }
 }  // namespace layerfs
 
 // Returns the error of `expr` (a Result) from the enclosing function, if it failed.
-#define LAYERFS_TRY(expr)                     \
-  do {                                        \
+#define LAYERFS_TRY(expr)                               \
+  do {                                                  \
     if (auto try_result_ = (expr); !try_result_.ok()) { \
-      return try_result_.err();               \
-    }                                         \
+      return try_result_.err();                         \
+    }                                                   \
   } while (0)

@@ -1,19 +1,19 @@
 #include "layers/sys/fs.h"
 
-#include "layers/sys/proc.h"
-
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/openat2.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/statvfs.h>
-#include <linux/openat2.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <vector>
+
+#include "layers/sys/proc.h"
 
 namespace layerfs::sys {
 Result<UniqueFd> open_at(int dirfd, const char* name, int flags, mode_t mode) {
@@ -114,8 +114,7 @@ Result<void> unlink_at(int dirfd, const char* name, int flags) {
   return check(::unlinkat(dirfd, name, flags));
 }
 
-Result<void> rename_at(int from_dir, const char* from, int to_dir, const char* to,
-                       unsigned flags) {
+Result<void> rename_at(int from_dir, const char* from, int to_dir, const char* to, unsigned flags) {
   return check(::renameat2(from_dir, from, to_dir, to, flags));
 }
 

@@ -7,8 +7,8 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
-#include <time.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <cstdint>
 #include <functional>

@@ -333,8 +333,8 @@ Outcome run_sequence(const std::vector<Op>& ops, Whiteouts mode) {
     // Directory link counts differ by design after layerfs copies a renamed directory's tree:
     // the kernel's redirected directory still merges (nlink 1), the copy is an opaque
     // directory with its real count. With redirects on both sides they agree.
-    Ignore ignore{.ino = true, .times = true, .dir_nlink = mode != Whiteouts::kRedirects,
-                  .blocks = true};
+    Ignore ignore{
+        .ino = true, .times = true, .dir_nlink = mode != Whiteouts::kRedirects, .blocks = true};
     theirs_tree = snapshot(t / "k/mnt");
     ours_final = snapshot(t / "l/mnt");
     auto diffs = compare(theirs_tree, ours_final, ignore);
@@ -362,9 +362,9 @@ Outcome run_sequence(const std::vector<Op>& ops, Whiteouts mode) {
   }
   // And the other way: the upper the kernel wrote, redirects included, as layerfs reads it.
   fs::create_directories(t / "k/work2");
-  LayerfsMount reread({t / "k/top", t / "k/base"}, t / "k/mnt",
-                      {"-o", "upperdir=" + (t / "k/upper").string() +
-                                 ",workdir=" + (t / "k/work2").string()});
+  LayerfsMount reread(
+      {t / "k/top", t / "k/base"}, t / "k/mnt",
+      {"-o", "upperdir=" + (t / "k/upper").string() + ",workdir=" + (t / "k/work2").string()});
   if (!reread.ok()) return {"layerfs mount of the kernel's upper: " + reread.error()};
   diffs = compare(theirs_tree, snapshot(t / "k/mnt"), {.times = true, .blocks = true});
   if (!diffs.empty()) {

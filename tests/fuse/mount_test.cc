@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <map>
 #include <set>
 #include <thread>
@@ -155,15 +156,30 @@ TEST_F(FdLimit, AWalkOfFiftyDirectoriesInEachOfAThousandLayers) {
     lowers.push_back(l);
   }
   for (const char* d : {"u", "w", "mnt"}) make_dir(t_ / d);
+  // As root, renames redirect: the moved directory's 1,000 copies are found again by path.
+  const bool redirects = can_set_trusted_xattrs(t_.path());
   LayerfsMount mount(lowers, t_ / "mnt",
-                     {"-o", "upperdir=" + (t_ / "u").string() + ",workdir=" + (t_ / "w").string()},
+                     {"-o", "upperdir=" + (t_ / "u").string() + ",workdir=" + (t_ / "w").string() +
+                                (redirects ? ",redirect_dir=on" : "")},
                      limited());
   ASSERT_TRUE(mount.ok()) << mount.error();
   EXPECT_EQ(walk(t_ / "mnt"), "51\n");
-  RunResult files = run({"sh", "-c", "find \"$0\" -type f | wc -l", (t_ / "mnt").string()});
+  auto count_files = [&] {
+    return run({"sh", "-c", "find \"$0\" -type f | wc -l", (t_ / "mnt").string()});
+  };
+  RunResult files = count_files();
   EXPECT_EQ(files.out, "1000\n") << files.err;
   writes_work(t_ / "mnt", "d7");
   EXPECT_EQ(snapshot(t_ / "mnt/d7").count("f957"), 1u);
+  ASSERT_EQ(rename((t_ / "mnt/d3").c_str(), (t_ / "mnt/d7/moved").c_str()), 0) << strerror(errno);
+  std::ofstream("/proc/sys/vm/drop_caches") << "2\n";  // (as root) the kernel forgets inodes
+  files = count_files();
+  EXPECT_EQ(files.out, "1001\n") << files.err;  // with the one written above
+  EXPECT_EQ(snapshot(t_ / "mnt/d7/moved").count("f953"), 1u);
+  writes_work(t_ / "mnt", "d7/moved");
+  if (redirects) {
+    EXPECT_FALSE(fs::exists(t_ / "u/d7/moved/f953")) << "nothing was copied";
+  }
 }
 
 // A tmpfs mounted for the test, unmounted whatever happens.

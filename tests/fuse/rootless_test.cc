@@ -152,6 +152,26 @@ TEST_F(Rootless, AnOrdinaryUserMountsWritesAndUnmountsThroughFusermount3) {
   EXPECT_TRUE(fs::is_empty(t_ / "work/work"));
 }
 
+// As kernel overlayfs with userxattr: an unprivileged daemon neither writes nor follows
+// redirects, and refuses to be told to; a renamed directory's tree is copied instead.
+TEST_F(Rootless, RedirectsNeedTrustedXattrs) {
+  for (const char* mode : {"on", "follow"}) {
+    LayerfsMount m({t_ / "top", t_ / "base"}, t_ / "mnt", {"-o", opts() + ",redirect_dir=" + mode},
+                   as_user());
+    EXPECT_FALSE(m.ok());
+    EXPECT_NE(m.error().find(std::string("redirect_dir=") + mode + ": needs trusted.* xattrs"),
+              std::string::npos)
+        << m.error();
+    EXPECT_FALSE(fs::exists(t_ / "work/work")) << "a refused mount leaves nothing";
+  }
+  LayerfsMount m({t_ / "top", t_ / "base"}, t_ / "mnt", {"-o", opts()}, as_user());
+  ASSERT_TRUE(m.ok()) << m.error();
+  RunResult r = user_sh("mv \"$0/mnt/o\" \"$0/mnt/o2\" && ls \"$0/mnt/o2\"");
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(xattr_of(t_ / "upper/o2", "user.overlay.redirect"), "");
+  EXPECT_EQ(xattr_of(t_ / "upper/o2", "user.overlay.opaque"), "y");
+}
+
 TEST_F(Rootless, RootOfAnUnprivilegedUserNamespaceMounts) {
   if (user_sh("unshare -Urm true").status != 0) {
     GTEST_SKIP() << "unprivileged user namespaces are disabled on this machine";

@@ -1,5 +1,6 @@
 // The writable upper, one behaviour at a time: copy-up, whiteouts and opaque directories as
 // written on disk, ownership, open-unlinked files, locking, crash and ENOSPC safety.
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -260,6 +261,35 @@ TEST_F(Upper, RedirectedDirectoriesAreFoundAgainAndNofollowRefusesThem) {
   ASSERT_TRUE(kernel.ok()) << kernel.error();
   EXPECT_EQ(lstat(mnt("y/b2").c_str(), &st), -1);
   EXPECT_EQ(errno, EPERM) << "kernel overlayfs";
+}
+
+// An upper written without origin records (as fuse-overlayfs writes one): a directory that
+// merges shows its lower copy's number in readdir and in stat alike, as kernel overlayfs does.
+TEST_F(Upper, AMergedDirectoryWithoutRecordsShowsOneNumberEverywhere) {
+  SKIP_WITHOUT_KERNEL_OVERLAY();
+  write_file(t_ / "lower/d/f", "f");
+  write_file(t_ / "upper/d/g", "g");  // made by hand: no origin, no layerfs.ino
+  const ino_t lower_ino = lstat_of(t_ / "lower/d").st_ino;
+  auto listed_ino = [](const fs::path& dir, const std::string& name) -> ino_t {
+    ino_t found = 0;
+    DIR* dp = opendir(dir.c_str());
+    if (dp == nullptr) return 0;
+    while (dirent* de = readdir(dp)) {
+      if (name == de->d_name) found = de->d_ino;
+    }
+    closedir(dp);
+    return found;
+  };
+  {
+    auto m = mount();
+    EXPECT_EQ(lstat_of(mnt("d")).st_ino, lower_ino);
+    EXPECT_EQ(listed_ino(t_ / "mnt", "d"), lower_ino);
+  }
+  make_dir(t_ / "kwork");
+  KernelOverlay kernel({t_ / "lower"}, t_ / "mnt",
+                       "upperdir=" + upper("").string() + ",workdir=" + (t_ / "kwork").string());
+  ASSERT_TRUE(kernel.ok()) << kernel.error();
+  EXPECT_EQ(lstat_of(mnt("d")).st_ino, lower_ino) << "kernel overlayfs";
 }
 
 TEST_F(Upper, RmdirThenMkdirOfALowerDirectoryIsOpaque) {

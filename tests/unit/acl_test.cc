@@ -26,8 +26,8 @@ struct AclEntry {
   uint16_t perm;
   uint32_t id = 0xffffffff;
 };
-constexpr uint16_t kUserObj = 0x01, kUser = 0x02, kGroupObj = 0x04, kGroup = 0x08,
-                   kMask = 0x10, kOther = 0x20;
+constexpr uint16_t kUserObj = 0x01, kUser = 0x02, kGroupObj = 0x04, kGroup = 0x08, kMask = 0x10,
+                   kOther = 0x20;
 
 std::string acl_xattr(const std::vector<AclEntry>& entries) {
   std::string out;

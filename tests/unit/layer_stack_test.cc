@@ -40,8 +40,13 @@ TEST(LayerStack, InodeNumbersStayUniqueAcrossFilesystemsEvenWhenTooLargeToTag) {
   const uint64_t h0 = stack.map_ino(0, huge), h1 = stack.map_ino(1, huge);
   const uint64_t h0b = stack.map_ino(0, huge + 1);
   EXPECT_EQ(stack.map_ino(0, huge), h0);
-  std::set<uint64_t> all = {h0, h1, h0b, stack.map_ino(0, 42), stack.map_ino(1, 42),
-                            stack.map_ino(0, 1), stack.map_ino(1, 1)};
+  std::set<uint64_t> all = {h0,
+                            h1,
+                            h0b,
+                            stack.map_ino(0, 42),
+                            stack.map_ino(1, 42),
+                            stack.map_ino(0, 1),
+                            stack.map_ino(1, 1)};
   EXPECT_EQ(all.size(), 7u) << "every number is distinct";
 }
 

@@ -203,7 +203,8 @@ TEST_F(RedirectTest, RelativeRedirectMergesTheOldNameBelow) {
   auto r = lookup(roots_, "new", rules);
   ASSERT_TRUE(r.ok()) << r.error();
   ASSERT_EQ(r->dirs.size(), 2u);
-  EXPECT_TRUE(r->dirs[1].redirected);
+  EXPECT_EQ(r->dirs[1].found_as, "old");
+  EXPECT_EQ(r->dirs[0].found_as, "");
   EXPECT_EQ(names(r), (std::map<std::string, uint32_t>{{"f", 2}, {"g", 0}}));
   EXPECT_EQ(lookup(roots_, "old", rules).error(), ENOENT);
 }

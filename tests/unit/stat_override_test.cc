@@ -15,9 +15,9 @@ TEST(StatOverride, ParsesEveryWrittenFormAndNothingElse) {
   auto typed = StatOverride::parse("0:0:4755:file");  // containers-storage adds the type
   ASSERT_TRUE(typed);
   EXPECT_EQ(typed->mode, 04755u);
-  for (const char* bad : {"", "1000", "1000:100", "1000:100:", "a:100:0755", "1000:b:0755",
-                          "1000:100:0758", "1000:100:17777", "1000:100:0755x", "-1:0:0755",
-                          "1000::0755"}) {
+  for (const char* bad :
+       {"", "1000", "1000:100", "1000:100:", "a:100:0755", "1000:b:0755", "1000:100:0758",
+        "1000:100:17777", "1000:100:0755x", "-1:0:0755", "1000::0755"}) {
     EXPECT_FALSE(StatOverride::parse(bad)) << "'" << bad << "'";
   }
 }
