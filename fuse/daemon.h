@@ -58,10 +58,9 @@ struct Daemon {
   Presentation view;
   // Redirects (redirect_dir=): followed where kernel overlayfs would follow them, written
   // when a directory with lower copies is renamed only with redirect_dir=on (up to
-  // kRedirectMax bytes, the kernel's redirect_max; beyond it the tree is copied).
+  // redirect::kMax bytes, the kernel's redirect_max; beyond it the tree is copied).
   bool follow_redirects = true;
   bool write_redirects = false;
-  static constexpr size_t kRedirectMax = 256;
   std::vector<DirRef> roots;  // every layer's root, top first, with the layers' fds
   Redirects redirects() const { return Redirects{follow_redirects, roots}; }
   // The attributes of `inode` as the mount shows them: an owner-and-mode override applied, ids

@@ -32,6 +32,7 @@
 #include "fuse/daemon.h"
 #include "fuse/file_handle.h"
 #include "layers/acl.h"
+#include "layers/redirect.h"
 #include "layers/stat_override.h"
 #include "layers/sys/fs.h"
 #include "layers/sys/xattr.h"
@@ -41,7 +42,7 @@
 namespace layerfs {
 namespace {
 
-enum class Kind { kFile, kDir, kNode, kSymlink };
+using Kind = NewEntry::Kind;
 
 struct NewObject {
   mode_t mode = 0;
@@ -91,99 +92,25 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
   const int dir = dir_held->get();
   auto pst = sys::stat_fd(dir);
   if (!pst.ok()) return pst.err();
-  // The kernel creates only names the merge does not show: the upper holds nothing there, or
-  // a whiteout.
-  const Upper::Marker marker = Upper::whiteout_at(dir, name);
-  const bool over_whiteout = marker != Upper::Marker::kNone;
   auto perms = kind == Kind::kSymlink ? acl::Inherited{.mode = 0777}
                                       : permissions_for(d, dir, what.mode, kind == Kind::kDir, who);
   if (!perms.ok()) return perms.err();
-
-  Upper& upper = *d.upper;
-  const int work = upper.work_fd();
-  const std::string temp = upper.temp_name();
-  UniqueFd fd;
-  Result<void> made;
-  switch (kind) {
-    case Kind::kFile: {
-      int flags = (what.open_flags & ~(O_TRUNC | O_CREAT | O_EXCL | O_NOCTTY)) | O_CREAT | O_EXCL;
-      auto f = sys::open_at(work, temp.c_str(), flags, perms->mode);
-      if (!f.ok()) return f.err();
-      fd = std::move(*f);
-      break;
-    }
-    case Kind::kDir:
-      made = sys::make_dir_at(work, temp.c_str(), perms->mode);
-      break;
-    case Kind::kNode:
-      made = sys::make_node_at(work, temp.c_str(), (what.mode & S_IFMT) | perms->mode, what.rdev);
-      break;
-    case Kind::kSymlink:
-      made = sys::make_symlink_at(what.target, work, temp.c_str());
-      break;
-  }
-  if (!made.ok()) return made.err();
-
-  auto fail = [&](Errno e) -> Result<Created> {
-    upper.discard(temp);
-    return e;
-  };
-  // With xattr_permissions the owner and mode go to the override xattr, and the file keeps the
-  // daemon as owner, with owner access on disk whatever the mode says.
-  const bool in_xattr = !d.view.override_xattr.empty();
+  // With xattr_permissions the parent's owner and mode are the ones its override shows.
   struct stat shown_parent = *pst;
-  if (in_xattr) {
+  if (!d.view.override_xattr.empty()) {
     if (auto o = d.stat_override(parent)) o->apply(shown_parent);
   }
-  // Group: the directory's, in a setgid directory (which new directories inherit), else the
-  // caller's.
-  const bool setgid_dir = (shown_parent.st_mode & S_ISGID) != 0;
-  const gid_t gid = setgid_dir ? shown_parent.st_gid : who.gid;
-  if (!in_xattr) {
-    auto owned = sys::chown_at(work, temp.c_str(), who.uid, gid);
-    if (!owned.ok() && owned.error() != EPERM) return fail(owned.err());
-  }
-  if (kind != Kind::kSymlink) {
-    // After chown, which clears set-id bits; the daemon's umask is 0.
-    mode_t mode = perms->mode;
-    if (kind == Kind::kDir && setgid_dir) mode |= S_ISGID;
-    const mode_t on_disk =
-        in_xattr ? mode | (kind == Kind::kDir ? S_IRWXU : S_IRUSR | S_IWUSR) : mode;
-    if (auto m = sys::chmod_at(work, temp.c_str(), on_disk); !m.ok()) return fail(m.err());
-    if (in_xattr) {
-      // (Symlinks carry no user.* xattrs; they show the daemon as owner.)
-      auto pfd = sys::open_path(work, temp.c_str());
-      if (!pfd.ok()) return fail(pfd.err());
-      auto set = sys::set_xattr(pfd->get(), d.view.override_xattr.c_str(),
-                                StatOverride{who.uid, gid, mode}.format());
-      if (!set.ok()) return fail(set.err());
-    }
-  }
-  if (!perms->access.empty() || !perms->default_acl.empty()) {
-    auto pfd = sys::open_path(work, temp.c_str());
-    if (!pfd.ok()) return fail(pfd.err());
-    for (auto [xattr, value] :
-         {std::pair{acl::kAccess, &perms->access}, std::pair{acl::kDefault, &perms->default_acl}}) {
-      if (value->empty()) continue;
-      auto set = sys::set_xattr(pfd->get(), xattr, *value);
-      if (!set.ok()) return fail(set.err());
-    }
-  }
-  if (kind == Kind::kDir && over_whiteout) {
-    auto dfd = sys::open_at(work, temp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
-    if (!dfd.ok()) return fail(dfd.err());
-    auto o = upper.mark_opaque(dfd->get());
-    if (!o.ok()) return fail(o.err());
-  }
-  auto in = upper.install(temp, dir, name, marker == Upper::Marker::kDevice);
-  if (!in.ok()) return fail(in.err());
-  if (marker == Upper::Marker::kFile) {
-    auto cleared = Upper::clear_whiteout_file(dir, name);
-    if (!cleared.ok()) return cleared.err();
-  }
-
-  auto st = sys::stat_at(dir, name);
-  if (!st.ok()) return st.err();
+  NewEntry e =
+      NewEntry::plan(kind, shown_parent, who.uid, who.gid, perms->mode, std::move(perms->access),
+                     std::move(perms->default_acl), d.view.override_xattr);
+  e.type = what.mode & S_IFMT;
+  e.rdev = what.rdev;
+  e.target = what.target;
+  e.open_flags = what.open_flags;
+  auto made = d.upper->create(dir, name, e);
+  if (!made.ok()) return made.err();
+  const struct stat* st = &made->st;
+  UniqueFd fd = std::move(made->fd);
   std::vector<DirRef> dirs;
   if (kind == Kind::kDir) {
     auto dfd = sys::open_at(dir, name, O_PATH | O_DIRECTORY | O_NOFOLLOW);
@@ -266,21 +193,11 @@ class ForgetUpperCopy {
 // Removes `name` (described by `victim`) from the upper copy of `parent`, leaving a whiteout
 // where a lower layer still shows the name.
 Result<void> remove_name(Daemon& d, Inode& parent, const char* name, Inode& victim) {
-  const bool whiteout = d.lower_has(parent, name);
-  auto up = d.copy_up(parent);
-  if (!up.ok()) return up;
-  auto dir_held = parent.copy_fd(0);
-  if (!dir_held.ok()) return dir_held.err();
-  const int dir = dir_held->get();
-  Upper& upper = *d.upper;
-  const bool in_upper = victim.layer() == 0;
-  if (!in_upper) return upper.make_whiteout(dir, name);
-  if (!whiteout) {
-    return sys::unlink_at(dir, name, victim.is_dir() ? AT_REMOVEDIR : 0);
-  }
-  // A directory is swapped with the whiteout and removed in the work dir: the name never shows
-  // the lower directory in between.
-  return upper.make_whiteout(dir, name);
+  const bool lower_shows = d.lower_has(parent, name);
+  LAYERFS_TRY(d.copy_up(parent));
+  auto dir = parent.copy_fd(0);
+  if (!dir.ok()) return dir.err();
+  return d.upper->remove(dir->get(), name, victim.layer() == 0, victim.is_dir(), lower_shows);
 }
 
 void op_unlink(fuse_req_t req, fuse_ino_t parent_id, const char* name) {
@@ -341,11 +258,6 @@ void op_rmdir(fuse_req_t req, fuse_ino_t parent_id, const char* name) {
   fuse_reply_err(req, 0);
 }
 
-bool is_opaque_upper_dir(int dir_fd, const Upper& upper) {
-  auto v = sys::get_xattr(dir_fd, (upper.xattr_prefix() + "opaque").c_str());
-  return v.ok() && !v->empty() && (*v)[0] == 'y';
-}
-
 // A directory moved into a directory that merges lower copies becomes opaque, so that nothing
 // a lower layer has under its new name shows through it (as kernel overlayfs does). One that
 // merges copies of its own is redirected instead, which has the same effect.
@@ -353,7 +265,9 @@ Result<void> opaque_if_merging(Daemon& d, Inode& moved, Inode& new_parent) {
   if (!moved.is_dir() || moved.has_lower_copies() || !new_parent.has_lower_copies()) return {};
   auto fd = moved.copy_fd(0);
   if (!fd.ok()) return fd.err();
-  if (is_opaque_upper_dir(fd->get(), *d.upper)) return {};
+  auto opaque = Upper::is_opaque(fd->get());
+  if (!opaque.ok()) return opaque.err();
+  if (*opaque) return {};
   return d.upper->mark_opaque(fd->get());
 }
 
@@ -366,35 +280,25 @@ Result<void> Daemon::redirect_before_rename(Inode& dir, const Inode& from, const
   if (!fd.ok()) return fd.err();
   auto existing = upper->redirect(fd->get());
   if (!existing.ok()) return existing.err();
-  // As kernel overlayfs: a redirect already there stays if it still holds (the directory stays
-  // in its parent, or the redirect is absolute); else within one parent the name the lower
-  // copies have, and across parents their path from the root, each directory on the way
-  // standing for its own redirect where it has one, up to the first absolute one.
-  const bool samedir = &from == &to;
-  std::string value;
-  if (existing->empty() || (!samedir && (*existing)[0] != '/')) {
-    if (samedir) {
-      value = dir.location().second;
-    } else {
-      std::shared_ptr<const Inode> node = dir.shared_from_this();
-      std::string element = existing->empty() ? dir.location().second : *existing;
-      for (;;) {
-        value = (element[0] == '/' ? element : "/" + element) + value;
-        if (element[0] == '/' || value.size() > kRedirectMax) break;
-        auto [parent, name] = node->location();
-        if (!parent) return Errno{EIO};  // only the root has no parent, and it is never renamed
-        auto [grandparent, parent_name] = parent->location();
-        if (!grandparent) break;  // the root: the path is complete
-        auto parent_fd = parent->copy_fd(0);
-        if (!parent_fd.ok()) return parent_fd.err();
-        auto theirs = upper->redirect(parent_fd->get());
-        if (!theirs.ok()) return theirs.err();
-        element = theirs->empty() ? parent_name : *theirs;
-        node = std::move(parent);
-      }
+  // Where its lower copies are, as kernel overlayfs records it (layers/redirect.h): the
+  // directories from its parent up, with their own redirects.
+  std::vector<redirect::Ancestor> ancestors;
+  if (&from != &to) {
+    for (auto node = dir.location().first; node;) {
+      auto [parent, name] = node->location();
+      if (!parent) break;  // the root
+      auto node_fd = node->copy_fd(0);
+      if (!node_fd.ok()) return node_fd.err();
+      auto theirs = upper->redirect(node_fd->get());
+      if (!theirs.ok()) return theirs.err();
+      const bool absolute = theirs->starts_with('/');
+      ancestors.push_back(redirect::Ancestor{std::move(name), std::move(*theirs)});
+      if (absolute) break;  // the path is complete there
+      node = std::move(parent);
     }
-    if (value.size() > kRedirectMax) return Errno{EXDEV};
   }
+  auto value = redirect::for_move(*existing, &from == &to, dir.location().second, ancestors);
+  if (!value.ok()) return value.err();
   // The lower copies are found by name until the rename: from now on by their paths in their
   // layers, which never change.
   for (const DirRef& copy : dir.copies()) {
@@ -403,10 +307,10 @@ Result<void> Daemon::redirect_before_rename(Inode& dir, const Inode& from, const
     if (!where.ok()) return where.err();
     dir.set_found_as(copy.layer, std::move(*where));
   }
-  if (value.empty()) return {};
+  if (!*value) return {};
   // As the kernel: a redirect that cannot be written (no xattr space, no xattrs) means the
   // tree is copied instead.
-  if (!upper->set_redirect(fd->get(), value).ok()) return Errno{EXDEV};
+  if (!upper->set_redirect(fd->get(), **value).ok()) return Errno{EXDEV};
   return {};
 }
 
@@ -495,37 +399,8 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
       held = std::move(*fd);
       if (dst->is_dir()) forget.emplace(d, *dst);
     }
-    const bool whiteout = d.lower_has(parent, name);
-    const Upper::Marker marker = Upper::whiteout_at(to, new_name);
-    if (src->is_dir() && marker == Upper::Marker::kDevice) {
-      // A directory cannot replace a whiteout by rename; swap them, and the whiteout lands on
-      // the old name, where it is either needed or removed.
-      auto swapped = sys::rename_at(from, name, to, new_name, RENAME_EXCHANGE);
-      if (!swapped.ok()) return swapped;
-      if (!whiteout) (void)sys::unlink_at(from, name);
-    } else if (!whiteout) {
-      auto moved = sys::rename_at(from, name, to, new_name);
-      if (!moved.ok()) return moved;
-    } else {
-      Result<void> moved = Errno{EINVAL};
-      if (upper.device_whiteouts())
-        moved = sys::rename_at(from, name, to, new_name, RENAME_WHITEOUT);
-      if (!moved.ok()) {
-        // RENAME_WHITEOUT needs CAP_MKNOD and filesystem support: rename, then mark.
-        if (upper.device_whiteouts() && moved.error() != EINVAL && moved.error() != EPERM &&
-            moved.error() != EOPNOTSUPP) {
-          return moved;
-        }
-        auto plain = sys::rename_at(from, name, to, new_name);
-        if (!plain.ok()) return plain;
-        auto w = upper.make_whiteout(from, name);
-        if (!w.ok()) return w;
-      }
-    }
-    if (marker == Upper::Marker::kFile) {
-      auto cleared = Upper::clear_whiteout_file(to, new_name);
-      if (!cleared.ok()) return cleared;
-    }
+    auto moved = upper.move(from, name, to, new_name, src->is_dir(), d.lower_has(parent, name));
+    if (!moved.ok()) return moved;
     if (dst) {
       dst->pin(std::move(held));
       auto dst_st = dst->stat();
@@ -567,25 +442,8 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent_id, const cha
   if (!to_held.ok()) return (void)fuse_reply_err(req, to_held.error());
   const int to = to_held->get();
   std::optional<ListingChange> changing(new_parent);
-  Upper& upper = *d.upper;
-  const Upper::Marker marker = Upper::whiteout_at(to, new_name);
-  if (marker == Upper::Marker::kDevice) {
-    std::string temp = upper.temp_name();
-    if (auto l = link_to(upper.work_fd(), temp.c_str()); !l.ok()) {
-      return (void)fuse_reply_err(req, l.error());
-    }
-    auto in = upper.install(temp, to, new_name, true);
-    if (!in.ok()) {
-      upper.discard(temp);
-      return (void)fuse_reply_err(req, in.error());
-    }
-  } else if (auto l = link_to(to, new_name); !l.ok()) {
+  if (auto l = d.upper->link(to, new_name, link_to); !l.ok()) {
     return (void)fuse_reply_err(req, l.error());
-  }
-  if (marker == Upper::Marker::kFile) {
-    if (auto cleared = Upper::clear_whiteout_file(to, new_name); !cleared.ok()) {
-      return (void)fuse_reply_err(req, cleared.error());
-    }
   }
   // With two names, the object is held by fd: the name it was found by may go first.
   if (auto fd = sys::open_path(to, new_name); fd.ok()) src.pin(std::move(*fd));

@@ -6,6 +6,7 @@
 #include <optional>
 #include <unordered_set>
 
+#include "layers/redirect.h"
 #include "layers/sys/fs.h"
 #include "layers/sys/xattr.h"
 #include "layers/whiteout.h"
@@ -25,24 +26,6 @@ Result<bool> is_whiteout(const DirRef& dir, const char* name, const struct stat&
 bool has_whiteout_file(const DirRef& dir, const std::string& name) {
   std::string wh = std::string(Whiteout::kPrefix) + name;
   return sys::stat_at(dir.fd, wh.c_str()).ok();
-}
-
-// A redirect as kernel overlayfs accepts one: "/a/b" without empty elements, or one name.
-// Neither "." nor "..", nor a marker name, is an element: a redirect never leaves the layer.
-bool valid_redirect(std::string_view r) {
-  auto element_ok = [](std::string_view e) {
-    return !e.empty() && e != "." && e != ".." && e.size() <= NAME_MAX &&
-           Whiteout::classify_name(e) == Whiteout::Name::kPlain;
-  };
-  if (r.empty()) return false;
-  if (r[0] != '/') return r.find('/') == std::string_view::npos && element_ok(r);
-  r.remove_prefix(1);
-  for (;;) {
-    const size_t slash = r.find('/');
-    if (!element_ok(r.substr(0, slash))) return false;
-    if (slash == std::string_view::npos) return true;
-    r.remove_prefix(slash + 1);
-  }
 }
 
 // The copy with an fd in it: its own, or one lent by `fds` (held by `held`).
@@ -169,7 +152,7 @@ Result<Resolved> lookup(std::span<const DirRef> parent, std::string_view name_vi
       } else if (marks->opaque) {
         stop = true;  // (a later element's absolute redirect lifts it, as in the kernel)
       } else if (!marks->redirect.empty()) {
-        if (!valid_redirect(marks->redirect)) return Errno{EINVAL};
+        if (!redirect::valid(marks->redirect)) return Errno{EINVAL};
         const size_t offset = target.size() - rest.size();  // of this element in `target`
         if (marks->redirect[0] == '/') {
           target = marks->redirect + std::string(post);

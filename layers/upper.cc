@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "layers/acl.h"
+#include "layers/stat_override.h"
 #include "layers/sys/fs.h"
 #include "layers/sys/xattr.h"
 #include "layers/whiteout.h"
@@ -244,6 +246,154 @@ Result<std::string> Upper::redirect(int dir_fd) const {
 
 Result<void> Upper::set_redirect(int dir_fd, const std::string& redirect) {
   return sys::set_xattr(dir_fd, (prefix_ + "redirect").c_str(), redirect);
+}
+
+NewEntry NewEntry::plan(Kind kind, const struct stat& shown_parent, uid_t uid, gid_t gid,
+                        mode_t perms, std::string access_acl, std::string default_acl,
+                        const std::string& override_xattr) {
+  NewEntry e;
+  e.kind = kind;
+  e.create_mode = perms;
+  const bool setgid_dir = (shown_parent.st_mode & S_ISGID) != 0;
+  e.uid = uid;
+  e.gid = setgid_dir ? shown_parent.st_gid : gid;
+  e.mode = perms;
+  if (kind == Kind::kDir && setgid_dir) e.mode |= S_ISGID;
+  e.access_acl = std::move(access_acl);
+  e.default_acl = std::move(default_acl);
+  // (Symlinks carry no user.* xattrs; they show the writer as owner.)
+  if (!override_xattr.empty() && kind != Kind::kSymlink) {
+    e.keep_owner = true;
+    e.override_xattr = override_xattr;
+    e.override_value = StatOverride{e.uid, e.gid, e.mode}.format();
+    e.mode |= kind == Kind::kDir ? S_IRWXU : S_IRUSR | S_IWUSR;
+  } else if (!override_xattr.empty()) {
+    e.keep_owner = true;
+  }
+  return e;
+}
+
+Result<Upper::Made> Upper::create(int dir_fd, const char* name, const NewEntry& e) {
+  // The kernel creates only names the merge does not show: the upper holds nothing there, or
+  // a whiteout.
+  const Marker marker = whiteout_at(dir_fd, name);
+  const int work = work_.get();
+  const std::string temp = temp_name();
+  Made out;
+  Result<void> made;
+  switch (e.kind) {
+    case NewEntry::Kind::kFile: {
+      const int flags =
+          (e.open_flags & ~(O_TRUNC | O_CREAT | O_EXCL | O_NOCTTY)) | O_CREAT | O_EXCL;
+      auto f = sys::open_at(work, temp.c_str(), flags, e.create_mode);
+      if (!f.ok()) return f.err();
+      out.fd = std::move(*f);
+      break;
+    }
+    case NewEntry::Kind::kDir:
+      made = sys::make_dir_at(work, temp.c_str(), e.create_mode);
+      break;
+    case NewEntry::Kind::kNode:
+      made = sys::make_node_at(work, temp.c_str(), e.type | e.create_mode, e.rdev);
+      break;
+    case NewEntry::Kind::kSymlink:
+      made = sys::make_symlink_at(e.target, work, temp.c_str());
+      break;
+  }
+  if (!made.ok()) return made.err();
+  auto fail = [&](Errno err) -> Result<Made> {
+    discard(temp);
+    return err;
+  };
+  if (!e.keep_owner) {
+    // Without CAP_CHOWN the object stays the writer's (the rootless case).
+    auto owned = sys::chown_at(work, temp.c_str(), e.uid, e.gid);
+    if (!owned.ok() && owned.error() != EPERM) return fail(owned.err());
+  }
+  auto pfd = sys::open_path(work, temp.c_str());
+  if (!pfd.ok()) return fail(pfd.err());
+  if (e.kind != NewEntry::Kind::kSymlink) {
+    // After chown, which clears set-id bits; the process's umask is 0.
+    if (auto m = sys::chmod_fd(pfd->get(), e.mode); !m.ok()) return fail(m.err());
+  }
+  for (auto [xattr, value] :
+       {std::pair{e.override_xattr.c_str(), &e.override_value},
+        std::pair{acl::kAccess, &e.access_acl}, std::pair{acl::kDefault, &e.default_acl}}) {
+    if (value->empty() || *xattr == '\0') continue;
+    auto set = sys::set_xattr(pfd->get(), xattr, *value);
+    if (!set.ok()) return fail(set.err());
+  }
+  if (e.kind == NewEntry::Kind::kDir && marker != Marker::kNone) {
+    auto o = mark_opaque(pfd->get());
+    if (!o.ok()) return fail(o.err());
+  }
+  auto in = install(temp, dir_fd, name, marker == Marker::kDevice);
+  if (!in.ok()) return fail(in.err());
+  if (marker == Marker::kFile) {
+    auto cleared = clear_whiteout_file(dir_fd, name);
+    if (!cleared.ok()) return cleared.err();
+  }
+  auto st = sys::stat_at(dir_fd, name);
+  if (!st.ok()) return st.err();
+  out.st = *st;
+  return out;
+}
+
+Result<void> Upper::remove(int dir_fd, const char* name, bool in_upper, bool is_dir,
+                           bool lower_shows) {
+  if (!in_upper || lower_shows) return make_whiteout(dir_fd, name);
+  return sys::unlink_at(dir_fd, name, is_dir ? AT_REMOVEDIR : 0);
+}
+
+Result<void> Upper::move(int from, const char* name, int to, const char* new_name, bool is_dir,
+                         bool lower_shows_old) {
+  const Marker marker = whiteout_at(to, new_name);
+  if (is_dir && marker == Marker::kDevice) {
+    // A directory cannot replace a whiteout by rename; swap them, and the whiteout lands on
+    // the old name, where it is either needed or removed.
+    LAYERFS_TRY(sys::rename_at(from, name, to, new_name, RENAME_EXCHANGE));
+    if (!lower_shows_old) (void)sys::unlink_at(from, name);
+  } else if (!lower_shows_old) {
+    LAYERFS_TRY(sys::rename_at(from, name, to, new_name));
+  } else {
+    Result<void> moved = Errno{EINVAL};
+    if (device_whiteouts_) moved = sys::rename_at(from, name, to, new_name, RENAME_WHITEOUT);
+    if (!moved.ok()) {
+      // RENAME_WHITEOUT needs CAP_MKNOD and filesystem support: rename, then mark.
+      if (device_whiteouts_ && moved.error() != EINVAL && moved.error() != EPERM &&
+          moved.error() != EOPNOTSUPP) {
+        return moved;
+      }
+      LAYERFS_TRY(sys::rename_at(from, name, to, new_name));
+      LAYERFS_TRY(make_whiteout(from, name));
+    }
+  }
+  if (marker == Marker::kFile) return clear_whiteout_file(to, new_name);
+  return {};
+}
+
+Result<void> Upper::link(int to, const char* new_name,
+                         const std::function<Result<void>(int dir, const char* name)>& make_link) {
+  const Marker marker = whiteout_at(to, new_name);
+  if (marker == Marker::kDevice) {
+    const std::string temp = temp_name();
+    LAYERFS_TRY(make_link(work_.get(), temp.c_str()));
+    auto in = install(temp, to, new_name, true);
+    if (!in.ok()) {
+      discard(temp);
+      return in;
+    }
+  } else {
+    LAYERFS_TRY(make_link(to, new_name));
+  }
+  if (marker == Marker::kFile) return clear_whiteout_file(to, new_name);
+  return {};
+}
+
+Result<bool> Upper::is_opaque(int dir_fd) {
+  auto marks = Whiteout::dir_marks(dir_fd);
+  if (!marks.ok()) return marks.err();
+  return marks->opaque;
 }
 
 }  // namespace layerfs

@@ -12,9 +12,11 @@
 // overlayfs reads with -o userxattr).
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <variant>
@@ -23,6 +25,33 @@
 #include "layers/base/unique_fd.h"
 
 namespace layerfs {
+
+// A new object to make in the upper, with everything it is made with (see Upper::create).
+struct NewEntry {
+  enum class Kind { kFile, kDir, kNode, kSymlink };
+  Kind kind = Kind::kFile;
+  mode_t type = 0;               // kNode: S_IFCHR, S_IFBLK, S_IFIFO or S_IFSOCK
+  dev_t rdev = 0;                // kNode
+  const char* target = nullptr;  // kSymlink
+  int open_flags = 0;            // kFile: how to open the fd returned
+  mode_t create_mode = 0;        // the permission bits it is created with
+  mode_t mode = 0;               // what it has on disk in the end (set-id bits included)
+  uid_t uid = 0;                 // its owner, unless `keep_owner`
+  gid_t gid = 0;
+  bool keep_owner = false;     // xattr_permissions: the writer's own owner stays on disk
+  std::string override_xattr;  // with override_value: the owner and mode as shown
+  std::string override_value;
+  std::string access_acl;  // xattr values to set (empty: none)
+  std::string default_acl;
+
+  // What the kernel would give an object a caller makes (POSIX): the caller's owner, the
+  // group of a setgid parent (whose set-group-id bit a new directory inherits), `perms` from
+  // the parent's default ACL or the umask. With `override_xattr` (xattr_permissions), owner and
+  // mode go there, and the object on disk keeps the writer as owner, with owner access.
+  static NewEntry plan(Kind kind, const struct stat& shown_parent, uid_t uid, gid_t gid,
+                       mode_t perms, std::string access_acl, std::string default_acl,
+                       const std::string& override_xattr);
+};
 
 class Upper {
  public:
@@ -62,6 +91,34 @@ class Upper {
   // layers/merge.h for what it means).
   Result<std::string> redirect(int dir_fd) const;
   Result<void> set_redirect(int dir_fd, const std::string& redirect);
+  // The name `name` of the upper directory dir_fd, which the merge does not show (nothing is
+  // there, or a whiteout), becomes `e`: built in the work dir, owned and moded, made opaque if
+  // it is a directory replacing a whiteout (nothing of what was deleted may show through),
+  // installed over the whiteout, and a ".wh.NAME" marker removed after. Its lstat, and for a
+  // file the open fd.
+  struct Made {
+    struct stat st;
+    UniqueFd fd;
+  };
+  Result<Made> create(int dir_fd, const char* name, const NewEntry& e);
+  // Removes `name` from the upper directory dir_fd: a whiteout where `lower_shows` (a lower
+  // layer still has the name) or where the object is not in the upper at all (`in_upper`
+  // false), else the entry itself. A directory is swapped with its whiteout and removed in the
+  // work dir, so the name never shows the lower directory in between.
+  Result<void> remove(int dir_fd, const char* name, bool in_upper, bool is_dir, bool lower_shows);
+  // Moves `name` of the upper directory `from` to `new_name` of `to` (both upper copies),
+  // replacing what the merge shows there, with a whiteout left at the old name where
+  // `lower_shows_old`. A whiteout at the new name is replaced (a directory takes its place by
+  // exchange), a ".wh." marker there removed after.
+  Result<void> move(int from, const char* name, int to, const char* new_name, bool is_dir,
+                    bool lower_shows_old);
+  // Makes `new_name` in the upper directory `to` by `make_link(dir, name)`, over a whiteout
+  // there if there is one.
+  Result<void> link(int to, const char* new_name,
+                    const std::function<Result<void>(int dir, const char* name)>& make_link);
+  // Whether a directory is opaque, by every marker form (Whiteout::dir_marks).
+  static Result<bool> is_opaque(int dir_fd);
+
   // Renames the work-dir entry `temp` to `name` in dir_fd; with `replace` it may replace an
   // existing entry (a directory and a non-directory replace each other by exchange, and what
   // was replaced is removed), else it fails with EEXIST.
