@@ -1,16 +1,30 @@
 // The daemon's inodes and the table that maps FUSE node ids and object identities to them.
 //
-// Concurrency rules (they hold for every file in fuse/):
-// 1. Lock order: table -> inode. Never hold two inode mutexes at once: copy what is needed out
-//    of one (Inode::where, Inode::copies) and let go before taking the next.
-// 2. nlookup is raised and lowered only under the table lock; an inode leaves the table when it
-//    reaches zero, found by its address (never by a key another inode may own now).
-// 3. No syscall under an inode mutex or the table lock: work is computed outside and published
-//    under the lock. The one lock held across syscalls is an inode's copy_up_mu, which only a
-//    copy-up of that same object waits for.
-// 4. Every request gets exactly one reply, sent with no lock held.
-// 5. The root is pinned: it is never forgotten and is known to the kernel as FUSE_ROOT_ID.
-// 6. readdirplus sizes an entry before looking it up; a reply that cannot be sent is undone.
+// Locks (they hold for every file in fuse/), in the order the code takes them:
+// 1. Inode::copy_up_mu (per object): held while that object is copied up, the one lock held
+//    across syscalls. Daemon::copy_up takes the child's before its parent's (the parents are
+//    copied first, from inside the child's copy-up): child before parent, never the reverse.
+//    It guards nothing but the copy-up itself; only a copy-up of the same object waits on it.
+// 2. InodeTable::mu_ (the table): the maps from identities and node ids to inodes, every
+//    inode's nlookup_, self_, hashed_ and aliased_.
+// 3. Inode::mu_ (per inode): parent_, name_, layer_, dirs_, found_as_, listing_, pinned_. Never
+//    two at once: copy what is needed out of one (Inode::where, Inode::copies) and let go
+//    before taking the next. Taken after the table's, never before.
+// 4. FileHandle::mu (per open file): fd, layer, retired. After an inode's (current_fd asks the
+//    inode with the handle unlocked).
+// 5. Leaf locks, under which nothing else is taken: DirFds::mu_ (the fd cache),
+//    LayerStack::overflow_mu_ (the inode-number overflow range).
+// Rules:
+// - No syscall under a lock but copy_up_mu: work is computed outside and published under the
+//   lock; fds are closed after the lock is let go.
+// - An fd that may be borrowed is retired, not closed, when what it served goes away: the cache
+//   hands out shared owners (CopyFd), so a dropped copy's fd closes when the last request that
+//   borrowed it lets go; an open file's old fd waits in FileHandle::retired until release.
+// - nlookup is raised and lowered only under the table lock; an inode leaves the table when it
+//   reaches zero, found by its address (never by a key another inode may own now).
+// - Every request gets exactly one reply, sent with no lock held. The root is pinned: never
+//   forgotten, known to the kernel as FUSE_ROOT_ID. readdirplus sizes an entry before looking
+//   it up; a reply that cannot be sent is undone.
 // The kernel's VFS already serialises namespace changes within a directory (create, unlink,
 // rename hold the directory's lock), so the daemon only keeps its own state consistent.
 //
@@ -201,7 +215,7 @@ class Inode : public std::enable_shared_from_this<Inode> {
   void set_listing(std::shared_ptr<const Listing> listing);
   void drop_listing();
 
-  TinyMutex copy_up_mu;  // held while this object is copied up (rule 3)
+  TinyMutex copy_up_mu;  // held while this object is copied up (lock 1)
 
  private:
   friend class InodeTable;

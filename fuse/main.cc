@@ -281,7 +281,6 @@ int main_impl(int argc, char** argv) {
     printf("layerfs: version %s\nFUSE library version %s\n", LAYERFS_VERSION, fuse_pkgversion());
     return 0;
   }
-  log::set_debug(opts.debug);
   return run(opts);
 }
 

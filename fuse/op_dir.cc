@@ -72,7 +72,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
     } else {
       const ListEntry& entry = entries[pos - 2];
       if (plus) {
-        // Size first, so an entry that does not fit is never looked up (rule 6).
+        // Size first, so an entry that does not fit is never looked up (see fuse/inode_table.h).
         if (fuse_add_direntry_plus(req, nullptr, 0, entry.name.c_str(), nullptr, 0) > room) break;
         fuse_entry_param e;
         if (!d.lookup(dir, entry.name.c_str(), &e, {&entries, &entry}).ok()) {

@@ -209,7 +209,7 @@ bool Daemon::lower_has(Inode& dir, const char* name) {
 
 Result<std::shared_ptr<const Listing>> Daemon::listing(Inode& dir) {
   if (auto cached = dir.listing()) return cached;
-  // Built without the lock (rule 3); a concurrent builder's equal result may win. The version
+  // Built without the lock (no syscall under a lock); a concurrent builder's equal result may win. The version
   // is read first: a change while the layers are read makes the listing stale at once.
   const uint32_t version = dir.version();
   auto copies = dir.copies();
@@ -293,27 +293,6 @@ void op_statfs(fuse_req_t req, fuse_ino_t) {
   fuse_reply_statfs(req, &*sv);
 }
 
-// Used only when the mount runs without default_permissions; the kernel checks otherwise.
-void op_access(fuse_req_t req, fuse_ino_t ino, int mask) {
-  Daemon& d = Daemon::of(req);
-  if ((mask & W_OK) && !d.writable()) return (void)fuse_reply_err(req, EROFS);
-  auto st = d.inode(ino).stat();
-  if (!st.ok()) return (void)fuse_reply_err(req, st.error());
-  const fuse_ctx* ctx = fuse_req_ctx(req);
-  mode_t mode = st->st_mode;
-  int granted;
-  if (ctx->uid == 0) {
-    granted = R_OK | W_OK | ((mode & 0111) || S_ISDIR(mode) ? X_OK : 0);
-  } else if (ctx->uid == st->st_uid) {
-    granted = static_cast<int>((mode >> 6) & 7);
-  } else if (ctx->gid == st->st_gid) {
-    granted = static_cast<int>((mode >> 3) & 7);
-  } else {
-    granted = static_cast<int>(mode & 7);
-  }
-  fuse_reply_err(req, (mask & ~granted & (R_OK | W_OK | X_OK)) ? EACCES : 0);
-}
-
 }  // namespace
 
 void add_entry_ops(fuse_lowlevel_ops& ops) {
@@ -321,7 +300,6 @@ void add_entry_ops(fuse_lowlevel_ops& ops) {
   ops.forget = op_forget;
   ops.forget_multi = op_forget_multi;
   ops.statfs = op_statfs;
-  ops.access = op_access;
 }
 
 }  // namespace layerfs

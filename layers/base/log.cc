@@ -7,7 +7,6 @@ namespace layerfs::log {
 namespace {
 
 const char* g_program = "layerfs";
-bool g_debug = false;
 
 void emit(const char* level, const char* fmt, va_list ap) {
   // Format into one buffer so concurrent threads never interleave within a line.
@@ -20,8 +19,6 @@ void emit(const char* level, const char* fmt, va_list ap) {
 }  // namespace
 
 void set_program(const char* name) { g_program = name; }
-void set_debug(bool on) { g_debug = on; }
-bool debug_enabled() { return g_debug; }
 
 void error(const char* fmt, ...) {
   va_list ap;
@@ -34,14 +31,6 @@ void warn(const char* fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   emit("warning: ", fmt, ap);
-  va_end(ap);
-}
-
-void debug(const char* fmt, ...) {
-  if (!g_debug) return;
-  va_list ap;
-  va_start(ap, fmt);
-  emit("debug: ", fmt, ap);
   va_end(ap);
 }
 
