@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <climits>
 #include <optional>
 #include <unordered_set>
@@ -189,6 +190,74 @@ Result<Resolved> lookup(std::span<const DirRef> parent, std::string_view name_vi
     }
   }
   if (!found) return Errno{ENOENT};
+  return out;
+}
+
+Result<std::vector<NameInLayer>> explain(std::span<const DirRef> parent, std::string_view name,
+                                         CopyFds* fds, const Redirects& redirects) {
+  using State = NameInLayer::State;
+  auto resolved = lookup(parent, name, fds, redirects);
+  if (!resolved.ok() && resolved.error() != ENOENT) return resolved.err();
+  // The copies the merge took under this very name (a redirect takes others below).
+  auto merged_here = [&](const DirRef& dir, const struct stat& st) {
+    return resolved.ok() &&
+           std::any_of(resolved->dirs.begin(), resolved->dirs.end(), [&](const LayerDir& d) {
+             return d.layer == dir.layer && d.found_as.empty() && d.dev == st.st_dev &&
+                    d.ino == st.st_ino;
+           });
+  };
+  std::vector<NameInLayer> out;
+  // Once the merge has ended for the layers below: which layer ended it, and how.
+  std::optional<std::pair<uint32_t, State>> ended;
+  // The last merged copy seen: a directory below it that the merge did not take was kept out
+  // by it (opaque, or redirected elsewhere).
+  std::optional<uint32_t> last_merged;
+  const std::string n(name);
+  for (const DirRef& copy : parent) {
+    CopyFd held;
+    auto lent = with_fd(copy, fds, held);
+    if (!lent.ok()) return lent.err();
+    const DirRef& dir = *lent;
+    auto st = sys::stat_at(dir.fd, n.c_str());
+    if (!st.ok() && st.error() != ENOENT) return st.err();
+    if (st.ok()) {
+      NameInLayer e{dir.layer, State::kShown, 0, *st};
+      auto whiteout = is_whiteout(dir, n.c_str(), *st);
+      if (!whiteout.ok()) return whiteout.err();
+      if (ended) {
+        e.state = *whiteout ? State::kWhiteout : ended->second;
+        e.by = ended->first;
+      } else if (*whiteout) {
+        e.state = State::kWhiteout;
+        ended = std::pair{dir.layer, State::kRemoved};
+      } else if (merged_here(dir, *st)) {
+        e.state = resolved->layer == dir.layer ? State::kShown : State::kMerged;
+        last_merged = dir.layer;
+      } else if (resolved.ok() && resolved->layer == dir.layer) {
+        ended = std::pair{dir.layer, State::kShadowed};  // a non-directory is shown here
+      } else if (last_merged && S_ISDIR(st->st_mode)) {
+        e.state = State::kHidden;
+        e.by = *last_merged;
+        ended = std::pair{*last_merged, State::kHidden};
+      } else {
+        // A non-directory below a directory ends the merge, unseen.
+        const uint32_t shown = resolved.ok() ? resolved->layer : dir.layer;
+        e.state = State::kShadowed;
+        e.by = shown;
+        ended = std::pair{shown, State::kShadowed};
+      }
+      out.push_back(e);
+    }
+    if (!ended && has_whiteout_file(dir, n)) {
+      ended = std::pair{dir.layer, State::kRemoved};
+      if (!st.ok()) {
+        auto marker = sys::stat_at(dir.fd, (std::string(Whiteout::kPrefix) + n).c_str());
+        NameInLayer e{dir.layer, State::kWhiteout, 0, {}};
+        if (marker.ok()) e.st = *marker;
+        out.push_back(e);
+      }
+    }
+  }
   return out;
 }
 

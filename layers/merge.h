@@ -97,6 +97,28 @@ struct Redirects {
 Result<Resolved> lookup(std::span<const DirRef> parent, std::string_view name,
                         CopyFds* fds = nullptr, const Redirects& redirects = {});
 
+// What each layer's entry for one name is in the merge of a directory (what layerdu counts as
+// shown, shadowed or removed bytes).
+struct NameInLayer {
+  enum class State {
+    kShown,     // the object the merge shows
+    kMerged,    // a directory copy merged into the one shown
+    kShadowed,  // a layer above (`by`) shows the name
+    kWhiteout,  // this layer's whiteout for the name (a marker, never shown)
+    kRemoved,   // deleted by the whiteout in layer `by`
+    kHidden,    // kept out by an opaque or redirected directory in layer `by`
+  };
+  uint32_t layer = 0;
+  State state = State::kShown;
+  uint32_t by = 0;
+  struct stat st {};
+};
+
+// Every layer of `parent` that has an entry `name` (or a ".wh." marker for it), top first, and
+// what becomes of it. Built on lookup, so it never disagrees with it.
+Result<std::vector<NameInLayer>> explain(std::span<const DirRef> parent, std::string_view name,
+                                         CopyFds* fds = nullptr, const Redirects& redirects = {});
+
 // Opens the copies of a layer root (or any directory) as the start of a merge.
 Result<LayerDir> open_layer_dir(int dir_fd, uint32_t layer);
 
