@@ -199,9 +199,10 @@ int run(const Options& opts) {
   daemon.follow_redirects = opts.redirect_dir == "on" || opts.redirect_dir == "follow" ||
                             (opts.redirect_dir == "off" && !user_xattrs);
   daemon.roots = roots;
-  if (opts.xattr_permissions != 0) {
-    daemon.view.override_xattr =
-        opts.xattr_permissions == 1 ? StatOverride::kPrivileged : StatOverride::kUser;
+  if (opts.xattr_permissions != XattrPermissions::kOff) {
+    daemon.view.override_xattr = opts.xattr_permissions == XattrPermissions::kPrivileged
+                                     ? StatOverride::kPrivileged
+                                     : StatOverride::kUser;
   }
   for (size_t i = 0; i < stack->size(); ++i) {
     if (sys::get_xattr(stack->layer(i).root.get(), StatOverride::kContainers, nullptr, 0).ok()) {

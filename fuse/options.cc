@@ -65,83 +65,178 @@ std::optional<bool> parse_switch(const std::string& s) {
   return std::nullopt;
 }
 
-// Applies one KEY[=VALUE] from an -o list.
-std::variant<std::monostate, ParseError> apply_option(Options& o, const std::string& opt) {
-  size_t eq = opt.find('=');
-  std::string key = opt.substr(0, eq);
-  std::string raw = eq == std::string::npos ? "" : opt.substr(eq + 1);
-  bool has_value = eq != std::string::npos;
+// The options layerfs itself reads, one row each: how it is written and what it sets. A
+// handler gets the value as written (escapes kept) and returns what is wrong with it, or
+// nothing; the message then reads "KEY=VALUE: reason".
+enum class Form { kFlag, kValue, kEither };
+using Handler = std::optional<std::string> (*)(Options&, const std::string& raw);
+struct OptionRow {
+  std::string_view key;
+  Form form;
+  Handler apply;
+};
 
-  if (key == "lowerdir") {
-    auto dirs = split_lowerdir(raw);
-    if (auto* e = std::get_if<std::string>(&dirs)) return ParseError{"lowerdir=" + raw + ": " + *e};
-    auto& list = std::get<std::vector<std::string>>(dirs);
-    o.lowerdirs.insert(o.lowerdirs.end(), list.begin(), list.end());
-  } else if (key == "upperdir") {
-    o.upperdir = unescape(raw);
-  } else if (key == "workdir") {
-    o.workdir = unescape(raw);
-  } else if (key == "timeout") {
-    if (!parse_double(unescape(raw), &o.timeout)) {
-      return ParseError{"timeout=" + raw + ": not a number of seconds"};
-    }
-  } else if (key == "threaded") {
-    auto v = parse_switch(unescape(raw));
-    if (!v) return ParseError{"threaded=" + raw + ": not 0 or 1"};
-    o.threaded = *v;
-  } else if (key == "max_threads") {
-    double v = 0;
-    if (!parse_double(unescape(raw), &v) || v < 1 || v > 100000) {
-      return ParseError{"max_threads=" + raw + ": not a count from 1 to 100000"};
-    }
-    o.max_threads = static_cast<int>(v);
-  } else if (key == "fsync") {
-    auto v = parse_switch(unescape(raw));
-    if (!v) return ParseError{"fsync=" + raw + ": not 0 or 1"};
-    o.fsync = *v;
-  } else if (key == "volatile" && !has_value) {
-    o.fsync = false;
-  } else if (key == "uidmapping" || key == "gidmapping") {
-    auto parsed = IdMap::parse(unescape(raw));
-    if (auto* e = std::get_if<std::string>(&parsed)) return ParseError{key + "=" + *e};
-    (key == "uidmapping" ? o.uid_map : o.gid_map) = std::get<IdMap>(parsed);
-  } else if (key == "squash_to_root" && !has_value) {
-    // squash_to_uid= and squash_to_gid= take precedence, in whichever order they come.
-    if (!o.squash_uid_set) o.squash_uid = 0;
-    if (!o.squash_gid_set) o.squash_gid = 0;
-  } else if (key == "squash_to_uid" || key == "squash_to_gid") {
-    double v = -1;
-    if (!parse_double(unescape(raw), &v) || v < 0 || v > 4294967294.0 ||
-        v != static_cast<double>(static_cast<uint32_t>(v))) {
-      return ParseError{key + "=" + raw + ": not an id"};
-    }
-    const bool uid = key == "squash_to_uid";
-    (uid ? o.squash_uid : o.squash_gid) = static_cast<uint32_t>(v);
-    (uid ? o.squash_uid_set : o.squash_gid_set) = true;
-  } else if (key == "writeback") {
-    // fuse-overlayfs's switch for the kernel's writeback cache, which layerfs does not use:
-    // writes reach the upper as they arrive either way.
-  } else if (key == "xattr_permissions") {
-    const std::string v = unescape(raw);
-    if (v != "0" && v != "1" && v != "2") {
-      return ParseError{"xattr_permissions=" + raw + ": not 0, 1 or 2"};
-    }
-    o.xattr_permissions = v[0] - '0';
-  } else if (key == "static_nlink" && !has_value) {
-    o.static_nlink = true;
-  } else if (key == "noacl" && !has_value) {
-    o.acl = false;
-  } else if (key == "redirect_dir") {
-    const std::string v = unescape(raw);
-    if (v != "on" && v != "follow" && v != "off" && v != "nofollow") {
-      return ParseError{"redirect_dir=" + raw + ": not on, follow, off or nofollow"};
-    }
-    o.redirect_dir = v;
-  } else if ((key == "fsname" || key == "subtype") && has_value) {
-    (key == "fsname" ? o.fsname : o.subtype) = unescape(raw);
-  } else if (key == "debug") {
-    o.debug = true;
-  } else if ((one_of(kIgnoredFlags, key) && !has_value) || key.starts_with("x-")) {
+std::optional<std::string> not_a(const std::string& raw, const char* what) {
+  return raw + ": not " + what;
+}
+
+std::optional<std::string> set_switch(bool* field, const std::string& raw) {
+  auto v = parse_switch(unescape(raw));
+  if (!v) return not_a(raw, "0 or 1");
+  *field = *v;
+  return std::nullopt;
+}
+
+std::optional<std::string> set_squash(Options& o, const std::string& raw, bool uid) {
+  double v = -1;
+  if (!parse_double(unescape(raw), &v) || v < 0 || v > 4294967294.0 ||
+      v != static_cast<double>(static_cast<uint32_t>(v))) {
+    return not_a(raw, "an id");
+  }
+  (uid ? o.squash_uid : o.squash_gid) = static_cast<uint32_t>(v);
+  (uid ? o.squash_uid_set : o.squash_gid_set) = true;
+  return std::nullopt;
+}
+
+std::optional<std::string> set_idmap(IdMap* field, const std::string& raw) {
+  auto parsed = IdMap::parse(unescape(raw));
+  if (auto* e = std::get_if<std::string>(&parsed)) return *e;
+  *field = std::get<IdMap>(parsed);
+  return std::nullopt;
+}
+
+constexpr OptionRow
+    kOptions[] =
+        {
+            {"lowerdir", Form::kValue,
+             [](Options& o, const std::string& raw) -> std::optional<std::string> {
+               auto dirs = split_lowerdir(raw);
+               if (auto* e = std::get_if<std::string>(&dirs)) return raw + ": " + *e;
+               auto& list = std::get<std::vector<std::string>>(dirs);
+               o.lowerdirs.insert(o.lowerdirs.end(), list.begin(), list.end());
+               return std::nullopt;
+             }},
+            {"upperdir", Form::kValue,
+             [](Options& o, const std::string& raw) -> std::optional<std::string> {
+               o.upperdir = unescape(raw);
+               return std::nullopt;
+             }},
+            {"workdir", Form::kValue,
+             [](Options& o, const std::string& raw) -> std::optional<std::string> {
+               o.workdir = unescape(raw);
+               return std::nullopt;
+             }},
+            {"timeout", Form::kValue,
+             [](Options& o, const std::string& raw) -> std::optional<std::string> {
+               if (!parse_double(unescape(raw), &o.timeout))
+                 return not_a(raw, "a number of seconds");
+               return std::nullopt;
+             }},
+            {"threaded", Form::kValue,
+             [](Options& o, const std::string& raw) { return set_switch(&o.threaded, raw); }},
+            {"max_threads", Form::kValue,
+             [](Options& o, const std::string& raw) -> std::optional<std::string> {
+               double v = 0;
+               if (!parse_double(unescape(raw), &v) || v < 1 || v > 100000) {
+                 return not_a(raw, "a count from 1 to 100000");
+               }
+               o.max_threads = static_cast<int>(v);
+               return std::nullopt;
+             }},
+            {"fsync", Form::kValue,
+             [](Options& o, const std::string& raw) { return set_switch(&o.fsync, raw); }},
+            {"volatile", Form::kFlag,
+             [](Options& o, const std::string&) -> std::optional<std::string> {
+               o.fsync = false;
+               return std::nullopt;
+             }},
+            {"uidmapping", Form::kValue,
+             [](Options& o, const std::string& raw) { return set_idmap(&o.uid_map, raw); }},
+            {"gidmapping", Form::kValue,
+             [](Options& o, const std::string& raw) { return set_idmap(&o.gid_map, raw); }},
+            {"squash_to_root", Form::kFlag,
+             [](Options& o, const std::string&) -> std::optional<std::string> {
+               // squash_to_uid= and squash_to_gid= take precedence, in whichever order they come.
+               if (!o.squash_uid_set) o.squash_uid = 0;
+               if (!o.squash_gid_set) o.squash_gid = 0;
+               return std::nullopt;
+             }},
+            {"squash_to_uid", Form::kValue,
+             [](Options& o, const std::string& raw) { return set_squash(o, raw, true); }},
+            {"squash_to_gid", Form::kValue,
+             [](Options& o, const std::string& raw) { return set_squash(o, raw, false); }},
+            // fuse-overlayfs's switch for the kernel's writeback cache, which layerfs does not use:
+            // writes reach the upper as they arrive either way.
+            {"writeback", Form::kEither,
+             [](Options&, const std::string&) -> std::optional<std::string> {
+               return std::nullopt;
+             }},
+            {"xattr_permissions", Form::kValue,
+             [](Options& o, const std::string& raw) -> std::optional<std::string> {
+               const std::string v = unescape(raw);
+               if (v == "0") {
+                 o.xattr_permissions = XattrPermissions::kOff;
+               } else if (v == "1") {
+                 o.xattr_permissions = XattrPermissions::kPrivileged;
+               } else if (v == "2") {
+                 o.xattr_permissions = XattrPermissions::kUser;
+               } else {
+                 return not_a(raw, "0, 1 or 2");
+               }
+               return std::nullopt;
+             }},
+            {"static_nlink", Form::kFlag,
+             [](Options& o, const std::string&) -> std::optional<std::string> {
+               o.static_nlink = true;
+               return std::nullopt;
+             }},
+            {"noacl", Form::kFlag,
+             [](Options& o, const std::string&) -> std::optional<std::string> {
+               o.acl = false;
+               return std::nullopt;
+             }},
+            {"redirect_dir", Form::kValue,
+             [](Options& o, const std::string& raw) -> std::optional<std::string> {
+               const std::string v = unescape(raw);
+               if (v != "on" && v != "follow" && v != "off" && v != "nofollow") {
+                 return not_a(raw, "on, follow, off or nofollow");
+               }
+               o.redirect_dir = v;
+               return std::nullopt;
+             }},
+            {"fsname", Form::kValue,
+             [](Options& o, const std::string& raw) -> std::optional<std::string> {
+               o.fsname = unescape(raw);
+               return std::nullopt;
+             }},
+            {"subtype", Form::kValue,
+             [](Options& o, const std::string& raw) -> std::optional<std::string> {
+               o.subtype = unescape(raw);
+               return std::nullopt;
+             }},
+            {"debug", Form::kEither,
+             [](Options& o, const std::string&) -> std::optional<std::string> {
+               o.debug = true;
+               return std::nullopt;
+             }},
+};
+
+// Applies one KEY[=VALUE] from an -o list: a row of kOptions, else an option the FUSE mount
+// takes (passed on), one that means nothing here (accepted quietly), or a warning.
+std::variant<std::monostate, ParseError> apply_option(Options& o, const std::string& opt) {
+  const size_t eq = opt.find('=');
+  const std::string key = opt.substr(0, eq);
+  const std::string raw = eq == std::string::npos ? "" : opt.substr(eq + 1);
+  const bool has_value = eq != std::string::npos;
+
+  for (const OptionRow& row : kOptions) {
+    if (row.key != key) continue;
+    if (row.form == Form::kValue && !has_value) return ParseError{key + ": needs a value"};
+    if (row.form == Form::kFlag && has_value) break;  // not this option: warned about below
+    if (auto wrong = row.apply(o, raw)) return ParseError{key + "=" + *wrong};
+    return std::monostate{};
+  }
+  if ((one_of(kIgnoredFlags, key) && !has_value) || key.starts_with("x-")) {
     // Accepted silently: flags the FUSE mount has no use for, and userspace-only options
     // (x-systemd.*, ...) meant for other programs.
   } else if ((one_of(kFuseFlags, key) && !has_value) || (one_of(kFuseValued, key) && has_value)) {

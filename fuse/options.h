@@ -16,6 +16,13 @@
 
 namespace layerfs {
 
+// xattr_permissions=: where owner and mode are kept, for a daemon that cannot chown.
+enum class XattrPermissions {
+  kOff,         // 0: on the files themselves
+  kPrivileged,  // 1: security.fuseoverlayfs.override_stat
+  kUser,        // 2: user.fuseoverlayfs.override_stat
+};
+
 struct Options {
   std::vector<std::string> lowerdirs;  // top first
   std::string upperdir;
@@ -39,8 +46,7 @@ struct Options {
   std::optional<uint32_t> squash_uid;  // squash_to_root / squash_to_uid=: every object's owner
   std::optional<uint32_t> squash_gid;  // squash_to_root / squash_to_gid=
   bool static_nlink = false;           // directories report st_nlink 1
-  int xattr_permissions =
-      0;  // 1: owner and mode in security.fuseoverlayfs.override_stat, 2: user.*
+  XattrPermissions xattr_permissions = XattrPermissions::kOff;
   bool squash_uid_set = false;  // squash_to_uid= given: it wins over squash_to_root
   bool squash_gid_set = false;
   // redirect_dir=, as kernel overlayfs: "on" writes a redirect when a directory with lower

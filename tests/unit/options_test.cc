@@ -157,7 +157,8 @@ TEST(Options, SquashToUidWinsOverSquashToRootInAnyOrder) {
   EXPECT_EQ(b.squash_gid, 9u);
   EXPECT_TRUE(parse_ok({"-o", "lowerdir=/l,static_nlink", "/m"}).static_nlink);
   EXPECT_TRUE(a.warnings.empty());
-  EXPECT_EQ(parse_ok({"-o", "lowerdir=/l,xattr_permissions=2", "/m"}).xattr_permissions, 2);
+  EXPECT_EQ(parse_ok({"-o", "lowerdir=/l,xattr_permissions=2", "/m"}).xattr_permissions,
+            XattrPermissions::kUser);
   EXPECT_EQ(parse_error({"-o", "lowerdir=/l,xattr_permissions=3", "/m"}),
             "xattr_permissions=3: not 0, 1 or 2");
 }
@@ -174,6 +175,8 @@ TEST(Options, BadValuesFailNamingTheOptionAndTheValue) {
   EXPECT_FALSE(parse_ok({"-o", "lowerdir=/l,fsync=0", "/m"}).fsync);
   EXPECT_FALSE(parse_ok({"-o", "lowerdir=/l,threaded=0", "/m"}).threaded);
   EXPECT_EQ(parse_ok({"-o", "lowerdir=/l,timeout=0.5", "/m"}).timeout, 0.5);
+  EXPECT_EQ(parse_error({"-o", "lowerdir=/l,timeout", "/m"}), "timeout: needs a value");
+  EXPECT_EQ(parse_error({"-o", "lowerdir", "/m"}), "lowerdir: needs a value");
   EXPECT_EQ(parse_error({"-o", "lowerdir=/l,redirect_dir=yes", "/m"}),
             "redirect_dir=yes: not on, follow, off or nofollow");
   EXPECT_EQ(parse_ok({"-o", "lowerdir=/l,redirect_dir=on", "/m"}).redirect_dir, "on");
