@@ -5,6 +5,7 @@
 #include <fuse_lowlevel.h>
 
 #include <memory>
+#include <new>
 #include <optional>
 #include <string>
 #include <vector>
@@ -116,6 +117,35 @@ struct Daemon {
   // The merged listing of a directory, built once and shared.
   Result<std::shared_ptr<const Listing>> listing(Inode& dir);
 };
+
+// Request handlers run through guarded<op>: no exception leaves one (libfuse is C; one would
+// end the process). A failed allocation is answered ENOMEM, anything else EIO; requests that
+// take no reply (forget) get none.
+template <auto Op>
+struct Guard;
+template <class... A, void (*Op)(fuse_req_t, A...)>
+struct Guard<Op> {
+  static void call(fuse_req_t req, A... a) noexcept {
+    try {
+      Op(req, a...);
+    } catch (const std::bad_alloc&) {
+      fuse_reply_err(req, ENOMEM);
+    } catch (...) {
+      fuse_reply_err(req, EIO);
+    }
+  }
+  static void call_no_reply(fuse_req_t req, A... a) noexcept {
+    try {
+      Op(req, a...);
+    } catch (...) {
+      fuse_reply_none(req);
+    }
+  }
+};
+template <auto Op>
+constexpr auto guarded = &Guard<Op>::call;
+template <auto Op>
+constexpr auto guarded_no_reply = &Guard<Op>::call_no_reply;
 
 void add_entry_ops(fuse_lowlevel_ops& ops);
 void add_dir_ops(fuse_lowlevel_ops& ops);

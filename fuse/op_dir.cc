@@ -120,11 +120,11 @@ void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) 
 }  // namespace
 
 void add_dir_ops(fuse_lowlevel_ops& ops) {
-  ops.opendir = op_opendir;
-  ops.readdir = op_readdir;
-  ops.readdirplus = op_readdirplus;
-  ops.releasedir = op_releasedir;
-  ops.fsyncdir = op_fsyncdir;
+  ops.opendir = guarded<op_opendir>;
+  ops.readdir = guarded<op_readdir>;
+  ops.readdirplus = guarded<op_readdirplus>;
+  ops.releasedir = guarded<op_releasedir>;
+  ops.fsyncdir = guarded<op_fsyncdir>;
 }
 
 }  // namespace layerfs

@@ -296,10 +296,10 @@ void op_statfs(fuse_req_t req, fuse_ino_t) {
 }  // namespace
 
 void add_entry_ops(fuse_lowlevel_ops& ops) {
-  ops.lookup = op_lookup;
-  ops.forget = op_forget;
-  ops.forget_multi = op_forget_multi;
-  ops.statfs = op_statfs;
+  ops.lookup = guarded<op_lookup>;
+  ops.forget = guarded_no_reply<op_forget>;
+  ops.forget_multi = guarded_no_reply<op_forget_multi>;
+  ops.statfs = guarded<op_statfs>;
 }
 
 }  // namespace layerfs

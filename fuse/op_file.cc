@@ -171,18 +171,18 @@ void op_readlink(fuse_req_t req, fuse_ino_t ino) {
 }  // namespace
 
 void add_file_ops(fuse_lowlevel_ops& ops) {
-  ops.getattr = op_getattr;
-  ops.open = op_open;
-  ops.read = op_read;
-  ops.write_buf = op_write_buf;
+  ops.getattr = guarded<op_getattr>;
+  ops.open = guarded<op_open>;
+  ops.read = guarded<op_read>;
+  ops.write_buf = guarded<op_write_buf>;
   // No flush: writes reach the file as they arrive and locks are the kernel's, so the kernel
   // learns from ENOSYS once and stops sending one request per close.
-  ops.release = op_release;
-  ops.fsync = op_fsync;
-  ops.fallocate = op_fallocate;
-  ops.copy_file_range = op_copy_file_range;
-  ops.lseek = op_lseek;
-  ops.readlink = op_readlink;
+  ops.release = guarded<op_release>;
+  ops.fsync = guarded<op_fsync>;
+  ops.fallocate = guarded<op_fallocate>;
+  ops.copy_file_range = guarded<op_copy_file_range>;
+  ops.lseek = guarded<op_lseek>;
+  ops.readlink = guarded<op_readlink>;
 }
 
 }  // namespace layerfs

@@ -543,15 +543,15 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
 }  // namespace
 
 void add_write_ops(fuse_lowlevel_ops& ops) {
-  ops.setattr = op_setattr;
-  ops.mknod = op_mknod;
-  ops.mkdir = op_mkdir;
-  ops.symlink = op_symlink;
-  ops.create = op_create;
-  ops.link = op_link;
-  ops.unlink = op_unlink;
-  ops.rmdir = op_rmdir;
-  ops.rename = op_rename;
+  ops.setattr = guarded<op_setattr>;
+  ops.mknod = guarded<op_mknod>;
+  ops.mkdir = guarded<op_mkdir>;
+  ops.symlink = guarded<op_symlink>;
+  ops.create = guarded<op_create>;
+  ops.link = guarded<op_link>;
+  ops.unlink = guarded<op_unlink>;
+  ops.rmdir = guarded<op_rmdir>;
+  ops.rename = guarded<op_rename>;
 }
 
 }  // namespace layerfs

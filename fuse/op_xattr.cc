@@ -131,10 +131,10 @@ void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
 }  // namespace
 
 void add_xattr_ops(fuse_lowlevel_ops& ops) {
-  ops.getxattr = op_getxattr;
-  ops.listxattr = op_listxattr;
-  ops.setxattr = op_setxattr;
-  ops.removexattr = op_removexattr;
+  ops.getxattr = guarded<op_getxattr>;
+  ops.listxattr = guarded<op_listxattr>;
+  ops.setxattr = guarded<op_setxattr>;
+  ops.removexattr = guarded<op_removexattr>;
 }
 
 }  // namespace layerfs
