@@ -5,9 +5,11 @@
 #include <fuse_lowlevel.h>
 
 #include <memory>
+#include <mutex>
 #include <new>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "fuse/inode_table.h"
@@ -43,10 +45,44 @@ struct LookupHint {
   const ListEntry* entry = nullptr;
 };
 
+// A handle the kernel holds (an open file or directory): freed on release, or with the
+// session where the kernel never sent the release (a mount ended with files still open).
+struct Handle {
+  virtual ~Handle() = default;
+};
+
+class OpenHandles {
+ public:
+  OpenHandles() = default;
+  OpenHandles(const OpenHandles&) = delete;
+  OpenHandles& operator=(const OpenHandles&) = delete;
+  ~OpenHandles() {
+    for (Handle* h : live_) delete h;
+  }
+  template <class H>
+  H* track(H* h) {
+    std::lock_guard lock(mu_);
+    live_.insert(h);
+    return h;
+  }
+  void drop(Handle* h) {
+    {
+      std::lock_guard lock(mu_);
+      live_.erase(h);
+    }
+    delete h;
+  }
+
+ private:
+  std::mutex mu_;  // a leaf lock
+  std::unordered_set<Handle*> live_;
+};
+
 struct Daemon {
   std::shared_ptr<const LayerStack> stack;  // with an upper, layer 0 is the upper
   std::unique_ptr<Upper> upper;             // null: a read-only mount
   std::unique_ptr<InodeTable> table;
+  OpenHandles handles;
   CachePolicy cache;
   bool fsync_copy_up = true;
   // POSIX ACLs: asked for (not noacl, and the layer filesystem has them), and then on once the

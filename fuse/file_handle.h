@@ -7,11 +7,12 @@
 #include <mutex>
 #include <vector>
 
+#include "fuse/daemon.h"
 #include "fuse/inode_table.h"
 
 namespace layerfs {
 
-struct FileHandle {
+struct FileHandle : Handle {
   // `may_move`: opened on a lower file of a writable mount, so a copy-up may move it later.
   // `direct`: opened with O_DIRECT, so writes go from a buffer aligned for the filesystem.
   FileHandle(std::shared_ptr<Inode> i, UniqueFd f, uint32_t l, bool may_move_to_upper,

@@ -13,6 +13,7 @@
 // 4. FileHandle::mu (per open file): fd, layer, retired. After an inode's (current_fd asks the
 //    inode with the handle unlocked).
 // 5. Leaf locks, under which nothing else is taken: DirFds::mu_ (the fd cache),
+//    OpenHandles::mu_ (the handles the kernel holds),
 //    LayerStack::overflow_mu_ (the inode-number overflow range).
 // Rules:
 // - No syscall under a lock but copy_up_mu: work is computed outside and published under the

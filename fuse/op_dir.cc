@@ -18,7 +18,7 @@
 namespace layerfs {
 namespace {
 
-struct DirHandle {
+struct DirHandle : Handle {
   std::shared_ptr<const Listing> listing;
 };
 
@@ -28,15 +28,15 @@ void op_opendir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   Daemon& d = Daemon::of(req);
   // The listing is built by the first readdir: where the kernel still caches the directory's
   // entries (cache_readdir), none comes.
-  auto* h = new DirHandle{};
+  auto* h = d.handles.track(new DirHandle{});
   fi->fh = reinterpret_cast<uint64_t>(h);
   fi->cache_readdir = d.cache.cache_readdir;
   fi->keep_cache = d.cache.cache_readdir;
-  if (fuse_reply_open(req, fi) != 0) delete h;
+  if (fuse_reply_open(req, fi) != 0) d.handles.drop(h);
 }
 
 void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete handle_of(fi);
+  Daemon::of(req).handles.drop(handle_of(fi));
   fuse_reply_err(req, 0);
 }
 

@@ -209,8 +209,8 @@ bool Daemon::lower_has(Inode& dir, const char* name) {
 
 Result<std::shared_ptr<const Listing>> Daemon::listing(Inode& dir) {
   if (auto cached = dir.listing()) return cached;
-  // Built without the lock (no syscall under a lock); a concurrent builder's equal result may win. The version
-  // is read first: a change while the layers are read makes the listing stale at once.
+  // Built without the lock (no syscall under a lock); a concurrent builder's equal result may win.
+  // The version is read first: a change while the layers are read makes the listing stale at once.
   const uint32_t version = dir.version();
   auto copies = dir.copies();
   auto fds = dir.fds();

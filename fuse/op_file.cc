@@ -73,11 +73,11 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   auto fd = inode.open(fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY));
   if (!fd.ok()) return (void)fuse_reply_err(req, fd.error());
-  auto* h = new FileHandle(inode.shared_from_this(), std::move(*fd), inode.layer(), d.writable(),
-                           (fi->flags & O_DIRECT) != 0);
+  auto* h = d.handles.track(new FileHandle(inode.shared_from_this(), std::move(*fd), inode.layer(),
+                                           d.writable(), (fi->flags & O_DIRECT) != 0));
   fi->fh = reinterpret_cast<uint64_t>(h);
   fi->keep_cache = d.cache.keep_page_cache;
-  if (fuse_reply_open(req, fi) != 0) delete h;
+  if (fuse_reply_open(req, fi) != 0) d.handles.drop(h);
 }
 
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
@@ -123,7 +123,7 @@ void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_f
 }
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete FileHandle::of(fi);
+  Daemon::of(req).handles.drop(FileHandle::of(fi));
   fuse_reply_err(req, 0);
 }
 

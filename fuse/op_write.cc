@@ -166,11 +166,12 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   auto live = d.table->publish(r->inode);
   fuse_entry_param e;
   d.fill_entry(live, r->st, &e);
-  auto* h = new FileHandle(live, std::move(r->fd), 0, false, (fi->flags & O_DIRECT) != 0);
+  auto* h = d.handles.track(
+      new FileHandle(live, std::move(r->fd), 0, false, (fi->flags & O_DIRECT) != 0));
   fi->fh = reinterpret_cast<uint64_t>(h);
   fi->keep_cache = d.cache.keep_page_cache;
   if (fuse_reply_create(req, &e, fi) != 0) {
-    delete h;
+    d.handles.drop(h);
     d.table->forget(e.ino, 1);
   }
 }

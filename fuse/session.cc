@@ -179,8 +179,8 @@ Result<std::unique_ptr<Session>> Session::prepare(const Options& opts) {
   s->se_ = fuse_session_new(&args, &ops, sizeof ops, daemon.get());
   fuse_opt_free_args(&args);
   if (s->se_ == nullptr) {
-    return fail(refused(EINVAL, "cannot start a FUSE session (options: %s)",
-                        s->fuse_argv_[2].c_str()));
+    return fail(
+        refused(EINVAL, "cannot start a FUSE session (options: %s)", s->fuse_argv_[2].c_str()));
   }
   daemon->session = s->se_;
   s->daemon_ = std::move(daemon);

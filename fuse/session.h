@@ -24,7 +24,8 @@ namespace layerfs {
 class Session {
  public:
   // Checks everything, opens the layers and the upper and makes the FUSE session; nothing on
-  // disk changes yet but the upper's work dir, which a failure removes again. The error says what failed and why
+  // disk changes yet but the upper's work dir, which a failure removes again. The error says what
+  // failed and why
   // ("upperdir '/u': in use by another layerfs mount"). Warnings go to the log.
   static Result<std::unique_ptr<Session>> prepare(const Options& opts);
   ~Session();

@@ -22,10 +22,11 @@ TEST(Session, RunsInProcessAndStopsOnRequest) {
   TempDir t("session");
   write_file(t / "low/f", "from the layer");
   for (const char* d : {"up", "work", "mnt"}) make_dir(t / d);
-  Options opts = options_for({"-o",
-                              "lowerdir=" + (t / "low").string() + ",upperdir=" +
-                                  (t / "up").string() + ",workdir=" + (t / "work").string(),
-                              (t / "mnt").string()});
+  Options opts =
+      options_for({"-o",
+                   "lowerdir=" + (t / "low").string() + ",upperdir=" + (t / "up").string() +
+                       ",workdir=" + (t / "work").string(),
+                   (t / "mnt").string()});
   auto session = Session::prepare(opts);
   ASSERT_TRUE(session.ok()) << session.err().message();
   ASSERT_TRUE((*session)->mount().ok());
@@ -44,16 +45,16 @@ TEST(Session, RunsInProcessAndStopsOnRequest) {
 TEST(Session, APreparationThatFailsSaysWhyAndLeavesNothing) {
   TempDir t("session");
   for (const char* d : {"low", "up", "work", "mnt"}) make_dir(t / d);
-  auto missing = Session::prepare(options_for(
-      {"-o", "lowerdir=" + (t / "nothing").string(), (t / "mnt").string()}));
+  auto missing = Session::prepare(
+      options_for({"-o", "lowerdir=" + (t / "nothing").string(), (t / "mnt").string()}));
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.err().message(),
             "lowerdir '" + (t / "nothing").string() + "': No such file or directory");
-  auto bad_mountpoint = Session::prepare(options_for(
-      {"-o",
-       "lowerdir=" + (t / "low").string() + ",upperdir=" + (t / "up").string() +
-           ",workdir=" + (t / "work").string(),
-       (t / "no-such-mountpoint").string()}));
+  auto bad_mountpoint = Session::prepare(
+      options_for({"-o",
+                   "lowerdir=" + (t / "low").string() + ",upperdir=" + (t / "up").string() +
+                       ",workdir=" + (t / "work").string(),
+                   (t / "no-such-mountpoint").string()}));
   ASSERT_FALSE(bad_mountpoint.ok());
   EXPECT_NE(bad_mountpoint.err().message().find("mountpoint"), std::string::npos)
       << bad_mountpoint.err().message();
