@@ -11,6 +11,7 @@
 #include "layers/acl.h"
 #include "layers/base/log.h"
 #include "layers/sys/fs.h"
+#include "layers/sys/mount.h"
 #include "layers/sys/process.h"
 #include "layers/sys/xattr.h"
 #include "layers/whiteout.h"
@@ -227,8 +228,9 @@ int Session::serve() {
 void Session::stop() {
   if (se_ == nullptr) return;
   fuse_session_exit(se_);
-  // The workers wait in a read of /dev/fuse, which the unmount ends.
-  if (mounted_.exchange(false)) fuse_session_unmount(se_);
+  // The workers wait in a read of /dev/fuse: detaching the mount ends the connection, and the
+  // reads with it. The fd stays open until serve() has returned (the destructor closes it).
+  if (mounted_) (void)sys::detach_mount(mountpoint_.c_str());
 }
 
 Session::~Session() {

@@ -39,7 +39,7 @@ class Session {
   Result<void> handle_signals();
   // Serves requests until the mount goes away or stop() is called; 0 on a clean end.
   int serve();
-  // Ends serve() from any thread, and unmounts.
+  // Ends serve() from any thread: the mount is detached (the mount point is free at once).
   void stop();
 
   const std::string& mountpoint() const { return mountpoint_; }

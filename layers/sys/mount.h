@@ -14,4 +14,8 @@ namespace layerfs::sys {
 // CAP_SYS_ADMIN over the mount namespace; EPERM or EINVAL (locked submounts) otherwise.
 Result<UniqueFd> clone_mount(int fd);
 
+// Detaches the mount at `path` (umount2 with MNT_DETACH); where the process may not, a FUSE
+// mount is detached by fusermount3 -u -z, as an ordinary user unmounts one.
+Result<void> detach_mount(const char* path);
+
 }  // namespace layerfs::sys

@@ -1,8 +1,10 @@
 #include "layers/sys/process.h"
 
 #include <fcntl.h>
+#include <spawn.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -17,6 +19,22 @@ bool running_as_root() { return ::geteuid() == 0; }
 mode_t set_umask(mode_t mask) { return ::umask(mask); }
 
 bool path_exists(const char* path) { return ::access(path, F_OK) == 0; }
+
+Result<int> run_program(const std::vector<std::string>& argv) {
+  if (argv.empty()) return Errno{EINVAL};
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  const int rc = ::posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), environ);
+  if (rc != 0) return Errno{rc};
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return last_errno();
+  }
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return WEXITSTATUS(status);
+}
 
 Result<std::string> real_path(const char* path) {
   char* real = ::realpath(path, nullptr);

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "layers/base/result.h"
 
@@ -19,6 +20,10 @@ mode_t set_umask(mode_t mask);
 bool path_exists(const char* path);
 // realpath(3): the absolute path, symlinks resolved.
 Result<std::string> real_path(const char* path);
+
+// Runs a program (found in PATH) with `argv` and waits for it; its exit status (128 + the
+// signal that ended it).
+Result<int> run_program(const std::vector<std::string>& argv);
 
 // How many fds the process has open now.
 size_t count_open_fds();
