@@ -80,6 +80,18 @@ std::optional<std::string> not_a(const std::string& raw, const char* what) {
   return raw + ": not " + what;
 }
 
+template <std::string Options::*Field>
+std::optional<std::string> set_string(Options& o, const std::string& raw) {
+  o.*Field = unescape(raw);
+  return std::nullopt;
+}
+
+template <bool Options::*Field, bool Value>
+std::optional<std::string> set_flag(Options& o, const std::string&) {
+  o.*Field = Value;
+  return std::nullopt;
+}
+
 std::optional<std::string> set_switch(bool* field, const std::string& raw) {
   auto v = parse_switch(unescape(raw));
   if (!v) return not_a(raw, "0 or 1");
@@ -105,120 +117,83 @@ std::optional<std::string> set_idmap(IdMap* field, const std::string& raw) {
   return std::nullopt;
 }
 
-constexpr OptionRow
-    kOptions[] =
-        {
-            {"lowerdir", Form::kValue,
-             [](Options& o, const std::string& raw) -> std::optional<std::string> {
-               auto dirs = split_lowerdir(raw);
-               if (auto* e = std::get_if<std::string>(&dirs)) return raw + ": " + *e;
-               auto& list = std::get<std::vector<std::string>>(dirs);
-               o.lowerdirs.insert(o.lowerdirs.end(), list.begin(), list.end());
-               return std::nullopt;
-             }},
-            {"upperdir", Form::kValue,
-             [](Options& o, const std::string& raw) -> std::optional<std::string> {
-               o.upperdir = unescape(raw);
-               return std::nullopt;
-             }},
-            {"workdir", Form::kValue,
-             [](Options& o, const std::string& raw) -> std::optional<std::string> {
-               o.workdir = unescape(raw);
-               return std::nullopt;
-             }},
-            {"timeout", Form::kValue,
-             [](Options& o, const std::string& raw) -> std::optional<std::string> {
-               if (!parse_double(unescape(raw), &o.timeout))
-                 return not_a(raw, "a number of seconds");
-               return std::nullopt;
-             }},
-            {"threaded", Form::kValue,
-             [](Options& o, const std::string& raw) { return set_switch(&o.threaded, raw); }},
-            {"max_threads", Form::kValue,
-             [](Options& o, const std::string& raw) -> std::optional<std::string> {
-               double v = 0;
-               if (!parse_double(unescape(raw), &v) || v < 1 || v > 100000) {
-                 return not_a(raw, "a count from 1 to 100000");
-               }
-               o.max_threads = static_cast<int>(v);
-               return std::nullopt;
-             }},
-            {"fsync", Form::kValue,
-             [](Options& o, const std::string& raw) { return set_switch(&o.fsync, raw); }},
-            {"volatile", Form::kFlag,
-             [](Options& o, const std::string&) -> std::optional<std::string> {
-               o.fsync = false;
-               return std::nullopt;
-             }},
-            {"uidmapping", Form::kValue,
-             [](Options& o, const std::string& raw) { return set_idmap(&o.uid_map, raw); }},
-            {"gidmapping", Form::kValue,
-             [](Options& o, const std::string& raw) { return set_idmap(&o.gid_map, raw); }},
-            {"squash_to_root", Form::kFlag,
-             [](Options& o, const std::string&) -> std::optional<std::string> {
-               // squash_to_uid= and squash_to_gid= take precedence, in whichever order they come.
-               if (!o.squash_uid_set) o.squash_uid = 0;
-               if (!o.squash_gid_set) o.squash_gid = 0;
-               return std::nullopt;
-             }},
-            {"squash_to_uid", Form::kValue,
-             [](Options& o, const std::string& raw) { return set_squash(o, raw, true); }},
-            {"squash_to_gid", Form::kValue,
-             [](Options& o, const std::string& raw) { return set_squash(o, raw, false); }},
-            // fuse-overlayfs's switch for the kernel's writeback cache, which layerfs does not use:
-            // writes reach the upper as they arrive either way.
-            {"writeback", Form::kEither,
-             [](Options&, const std::string&) -> std::optional<std::string> {
-               return std::nullopt;
-             }},
-            {"xattr_permissions", Form::kValue,
-             [](Options& o, const std::string& raw) -> std::optional<std::string> {
-               const std::string v = unescape(raw);
-               if (v == "0") {
-                 o.xattr_permissions = XattrPermissions::kOff;
-               } else if (v == "1") {
-                 o.xattr_permissions = XattrPermissions::kPrivileged;
-               } else if (v == "2") {
-                 o.xattr_permissions = XattrPermissions::kUser;
-               } else {
-                 return not_a(raw, "0, 1 or 2");
-               }
-               return std::nullopt;
-             }},
-            {"static_nlink", Form::kFlag,
-             [](Options& o, const std::string&) -> std::optional<std::string> {
-               o.static_nlink = true;
-               return std::nullopt;
-             }},
-            {"noacl", Form::kFlag,
-             [](Options& o, const std::string&) -> std::optional<std::string> {
-               o.acl = false;
-               return std::nullopt;
-             }},
-            {"redirect_dir", Form::kValue,
-             [](Options& o, const std::string& raw) -> std::optional<std::string> {
-               const std::string v = unescape(raw);
-               if (v != "on" && v != "follow" && v != "off" && v != "nofollow") {
-                 return not_a(raw, "on, follow, off or nofollow");
-               }
-               o.redirect_dir = v;
-               return std::nullopt;
-             }},
-            {"fsname", Form::kValue,
-             [](Options& o, const std::string& raw) -> std::optional<std::string> {
-               o.fsname = unescape(raw);
-               return std::nullopt;
-             }},
-            {"subtype", Form::kValue,
-             [](Options& o, const std::string& raw) -> std::optional<std::string> {
-               o.subtype = unescape(raw);
-               return std::nullopt;
-             }},
-            {"debug", Form::kEither,
-             [](Options& o, const std::string&) -> std::optional<std::string> {
-               o.debug = true;
-               return std::nullopt;
-             }},
+constexpr OptionRow kOptions[] = {
+    {"lowerdir", Form::kValue,
+     [](Options& o, const std::string& raw) -> std::optional<std::string> {
+       auto dirs = split_lowerdir(raw);
+       if (auto* e = std::get_if<std::string>(&dirs)) return raw + ": " + *e;
+       auto& list = std::get<std::vector<std::string>>(dirs);
+       o.lowerdirs.insert(o.lowerdirs.end(), list.begin(), list.end());
+       return std::nullopt;
+     }},
+    {"upperdir", Form::kValue, set_string<&Options::upperdir>},
+    {"workdir", Form::kValue, set_string<&Options::workdir>},
+    {"timeout", Form::kValue,
+     [](Options& o, const std::string& raw) -> std::optional<std::string> {
+       if (!parse_double(unescape(raw), &o.timeout)) return not_a(raw, "a number of seconds");
+       return std::nullopt;
+     }},
+    {"threaded", Form::kValue,
+     [](Options& o, const std::string& raw) { return set_switch(&o.threaded, raw); }},
+    {"max_threads", Form::kValue,
+     [](Options& o, const std::string& raw) -> std::optional<std::string> {
+       double v = 0;
+       if (!parse_double(unescape(raw), &v) || v < 1 || v > 100000) {
+         return not_a(raw, "a count from 1 to 100000");
+       }
+       o.max_threads = static_cast<int>(v);
+       return std::nullopt;
+     }},
+    {"fsync", Form::kValue,
+     [](Options& o, const std::string& raw) { return set_switch(&o.fsync, raw); }},
+    {"volatile", Form::kFlag, set_flag<&Options::fsync, false>},  // fsync=0
+    {"uidmapping", Form::kValue,
+     [](Options& o, const std::string& raw) { return set_idmap(&o.uid_map, raw); }},
+    {"gidmapping", Form::kValue,
+     [](Options& o, const std::string& raw) { return set_idmap(&o.gid_map, raw); }},
+    {"squash_to_root", Form::kFlag,
+     [](Options& o, const std::string&) -> std::optional<std::string> {
+       // squash_to_uid= and squash_to_gid= take precedence, in whichever order they come.
+       if (!o.squash_uid_set) o.squash_uid = 0;
+       if (!o.squash_gid_set) o.squash_gid = 0;
+       return std::nullopt;
+     }},
+    {"squash_to_uid", Form::kValue,
+     [](Options& o, const std::string& raw) { return set_squash(o, raw, true); }},
+    {"squash_to_gid", Form::kValue,
+     [](Options& o, const std::string& raw) { return set_squash(o, raw, false); }},
+    // fuse-overlayfs's switch for the kernel's writeback cache, which layerfs does not use:
+    // writes reach the upper as they arrive either way.
+    {"writeback", Form::kEither,
+     [](Options&, const std::string&) -> std::optional<std::string> { return std::nullopt; }},
+    {"xattr_permissions", Form::kValue,
+     [](Options& o, const std::string& raw) -> std::optional<std::string> {
+       const std::string v = unescape(raw);
+       if (v == "0") {
+         o.xattr_permissions = XattrPermissions::kOff;
+       } else if (v == "1") {
+         o.xattr_permissions = XattrPermissions::kPrivileged;
+       } else if (v == "2") {
+         o.xattr_permissions = XattrPermissions::kUser;
+       } else {
+         return not_a(raw, "0, 1 or 2");
+       }
+       return std::nullopt;
+     }},
+    {"static_nlink", Form::kFlag, set_flag<&Options::static_nlink, true>},
+    {"noacl", Form::kFlag, set_flag<&Options::acl, false>},
+    {"redirect_dir", Form::kValue,
+     [](Options& o, const std::string& raw) -> std::optional<std::string> {
+       const std::string v = unescape(raw);
+       if (v != "on" && v != "follow" && v != "off" && v != "nofollow") {
+         return not_a(raw, "on, follow, off or nofollow");
+       }
+       o.redirect_dir = v;
+       return std::nullopt;
+     }},
+    {"fsname", Form::kValue, set_string<&Options::fsname>},
+    {"subtype", Form::kValue, set_string<&Options::subtype>},
+    {"debug", Form::kEither, set_flag<&Options::debug, true>},
 };
 
 // Applies one KEY[=VALUE] from an -o list: a row of kOptions, else an option the FUSE mount
