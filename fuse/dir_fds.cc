@@ -77,7 +77,7 @@ Result<CopyFd> DirFds::open(const Inode& dir, const DirRef& copy) {
   return fd;
 }
 
-Result<std::string> DirFds::path_in_layer(const Inode& dir, uint32_t layer) {
+std::string DirFds::path_in_layer(const Inode& dir, uint32_t layer) {
   std::string path;
   std::shared_ptr<const Inode> keep;
   const Inode* node = &dir;

@@ -48,7 +48,7 @@ class DirFds {
   void offer(const DirRef& copy, UniqueFd fd, uint64_t since);
   // The path of `dir`'s copy in `layer` from the layer's root ("/a/b"), by the names and
   // redirects that lead there now.
-  static Result<std::string> path_in_layer(const Inode& dir, uint32_t layer);
+  static std::string path_in_layer(const Inode& dir, uint32_t layer);
   // `copy` is gone from its layer: its identity may be reused.
   void forget(const DirRef& copy);
   // How many forgets there have been.

@@ -304,9 +304,7 @@ Result<void> Daemon::redirect_before_rename(Inode& dir, const Inode& from, const
   // layers, which never change.
   for (const DirRef& copy : dir.copies()) {
     if (copy.layer == 0) continue;
-    auto where = DirFds::path_in_layer(dir, copy.layer);
-    if (!where.ok()) return where.err();
-    dir.set_found_as(copy.layer, std::move(*where));
+    dir.set_found_as(copy.layer, DirFds::path_in_layer(dir, copy.layer));
   }
   if (!*value) return {};
   // As the kernel: a redirect that cannot be written (no xattr space, no xattrs) means the

@@ -67,48 +67,46 @@ uint64_t upper_ino(const LayerStack& stack, const std::string& prefix, int dir_f
   // A copied-up object keeps the number it had below (kernel overlayfs does the same through
   // its origin xattr), recorded by copy_up; but an opaque directory, which merges nothing, shows
   // its own (as in the kernel, which takes a directory's number from its first lower copy).
-  {
-    const std::string ino_xattr = prefix + "layerfs.ino";
-    const std::string origin_xattr = prefix + "origin";
-    // One listxattr answers for most upper objects (created through the mount: no origin);
-    // values are read only for the names present.
-    char names[1024];
-    auto list = sys::list_xattr_at(dir_fd, name, names, sizeof names);
-    const size_t listed = list.ok() ? *list : 0;
-    const bool too_many = !list.ok() && list.error() == ERANGE;  // then just ask for each
-    auto has = [&](std::string_view x) {
-      if (too_many) return true;
-      for (size_t pos = 0; pos < listed;) {
-        std::string_view n(names + pos);
-        if (n == x) return true;
-        pos += n.size() + 1;
-      }
-      return false;
-    };
-    auto get = [&](const std::string& x, char* buf, size_t size) {
-      auto n = sys::get_xattr_at(dir_fd, name, x.c_str(), buf, size);
-      return n.ok() ? *n : 0;
-    };
-    if (S_ISDIR(st.st_mode)) {
-      const std::string opaque_xattr = prefix + "opaque";
-      char v[2];
-      if (has(opaque_xattr) && get(opaque_xattr, v, sizeof v) > 0 && v[0] == 'y') {
-        return stack.map_ino(0, st.st_ino);
-      }
+  const std::string ino_xattr = prefix + "layerfs.ino";
+  const std::string origin_xattr = prefix + "origin";
+  // One listxattr answers for most upper objects (created through the mount: no origin);
+  // values are read only for the names present.
+  char names[1024];
+  auto list = sys::list_xattr_at(dir_fd, name, names, sizeof names);
+  const size_t listed = list.ok() ? *list : 0;
+  const bool too_many = !list.ok() && list.error() == ERANGE;  // then just ask for each
+  auto has = [&](std::string_view x) {
+    if (too_many) return true;
+    for (size_t pos = 0; pos < listed;) {
+      std::string_view n(names + pos);
+      if (n == x) return true;
+      pos += n.size() + 1;
     }
-    if (has(ino_xattr)) {
-      char buf[32];
-      const size_t n = get(ino_xattr, buf, sizeof buf - 1);
-      if (n > 0) {
-        buf[n] = '\0';
-        char* end = nullptr;
-        unsigned long long v = strtoull(buf, &end, 10);
-        if (*end == '\0' && v != 0) return v;
-      }
+    return false;
+  };
+  auto get = [&](const std::string& x, char* buf, size_t size) {
+    auto n = sys::get_xattr_at(dir_fd, name, x.c_str(), buf, size);
+    return n.ok() ? *n : 0;
+  };
+  if (S_ISDIR(st.st_mode)) {
+    const std::string opaque_xattr = prefix + "opaque";
+    char v[2];
+    if (has(opaque_xattr) && get(opaque_xattr, v, sizeof v) > 0 && v[0] == 'y') {
+      return stack.map_ino(0, st.st_ino);
     }
-    if (has(origin_xattr)) {
-      if (auto ino = kernel_origin_ino(stack, prefix, dir_fd, name)) return *ino;
+  }
+  if (has(ino_xattr)) {
+    char buf[32];
+    const size_t n = get(ino_xattr, buf, sizeof buf - 1);
+    if (n > 0) {
+      buf[n] = '\0';
+      char* end = nullptr;
+      unsigned long long v = strtoull(buf, &end, 10);
+      if (*end == '\0' && v != 0) return v;
     }
+  }
+  if (has(origin_xattr)) {
+    if (auto ino = kernel_origin_ino(stack, prefix, dir_fd, name)) return *ino;
   }
   return stack.map_ino(0, st.st_ino);
 }
