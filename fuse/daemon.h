@@ -78,18 +78,15 @@ class OpenHandles {
   std::unordered_set<Handle*> live_;
 };
 
-struct Daemon {
+// What a mount is, fixed when it starts: fuse/session builds it once from the options and
+// nothing changes it while the mount lives.
+struct MountConfig {
   std::shared_ptr<const LayerStack> stack;  // with an upper, layer 0 is the upper
-  std::unique_ptr<Upper> upper;             // null: a read-only mount
-  std::unique_ptr<InodeTable> table;
-  OpenHandles handles;
-  CachePolicy cache;
+  CachePolicy cache{};
   bool fsync_copy_up = true;
-  // POSIX ACLs: asked for (not noacl, and the layer filesystem has them), and then on once the
-  // kernel agrees at init. When on, the kernel enforces ACLs and leaves the umask to the daemon,
-  // which applies it or the directory's default ACL to new objects.
+  // POSIX ACLs asked for (not noacl) where the layer filesystem has them; they are on once the
+  // kernel agrees at init (Daemon::acl).
   bool acl_wanted = false;
-  bool acl = false;
   // How owners, modes and link counts show (uidmapping=, gidmapping=, squash_to_*,
   // static_nlink, xattr_permissions, containers-storage's override).
   Presentation view;
@@ -100,58 +97,56 @@ struct Daemon {
   bool write_redirects = false;
   std::vector<DirRef> roots;  // every layer's root, top first, with the layers' fds
   Redirects redirects() const { return Redirects{follow_redirects, roots}; }
+};
+
+// Everything a request handler reaches: the mount's configuration and its runtime state (the
+// upper, the inodes and handles the kernel holds). The overlay operations on inodes are in
+// fuse/merged_tree.h, the rules they follow in layers/.
+struct Daemon {
+  Daemon(MountConfig c, std::unique_ptr<Upper> u, std::shared_ptr<Inode> root)
+      : config(std::move(c)),
+        upper(std::move(u)),
+        table(std::make_unique<InodeTable>(std::move(root))),
+        upper_prefix_(upper ? upper->xattr_prefix() : std::string()) {}
+
+  const MountConfig config;
+  const std::unique_ptr<Upper> upper;  // null: a read-only mount
+  const std::unique_ptr<InodeTable> table;
+  OpenHandles handles;
+  // ACLs are on: config.acl_wanted and the kernel agreed (set once, at init, before any other
+  // request). When on, the kernel enforces them and leaves the umask to the daemon, which
+  // applies it or the directory's default ACL to new objects.
+  bool acl = false;
+  fuse_session* session = nullptr;  // for notifications to the kernel; set before serving
+
+  static Daemon& of(fuse_req_t req) { return *static_cast<Daemon*>(fuse_req_userdata(req)); }
+  Inode& inode(fuse_ino_t id) { return table->from_id(id); }
+  bool writable() const { return upper != nullptr; }
+  // The upper's xattr prefix; empty for a read-only mount.
+  const std::string& upper_prefix() const { return upper_prefix_; }
+
   // The attributes of `inode` as the mount shows them: an owner-and-mode override applied, ids
   // mapped or squashed, link counts.
   void present(const Inode& inode, struct stat& st) const;
   // The owner-and-mode override `inode` carries, if overrides are read at all.
   std::optional<StatOverride> stat_override(const Inode& inode) const;
   // An owner given through the mount (a caller, a chown) as it is stored on disk.
-  uid_t disk_uid(uid_t shown) const { return view.disk_uid(shown); }
-  gid_t disk_gid(gid_t shown) const { return view.disk_gid(shown); }
-  fuse_session* session = nullptr;  // for notifications to the kernel
-
+  uid_t disk_uid(uid_t shown) const { return config.view.disk_uid(shown); }
+  gid_t disk_gid(gid_t shown) const { return config.view.disk_gid(shown); }
+  // Fills `e` for an inode the kernel is told about (counts a lookup).
+  void fill_entry(const std::shared_ptr<Inode>& inode, const struct stat& st, fuse_entry_param* e);
   // Tells the kernel that the attributes it caches for `inode` changed behind its back (a
   // copy-up grows the parent directory in the upper, may give the object a new inode number).
   // Attributes only: this takes no inode lock in the kernel, so it is safe inside a request.
   void attributes_changed(const Inode& inode);
-
-  static Daemon& of(fuse_req_t req) { return *static_cast<Daemon*>(fuse_req_userdata(req)); }
-  Inode& inode(fuse_ino_t id) { return table->from_id(id); }
-  bool writable() const { return upper != nullptr; }
-
-  // Directories merged from at least this many layer copies index their listing by name.
-  static constexpr size_t kIndexedCopies = 8;
-  // Resolves `name` in `parent` and publishes the inode; fills `e` for the reply.
-  Result<void> lookup(Inode& parent, const char* name, fuse_entry_param* e,
-                      const LookupHint& hint = {});
-  // Resolves without publishing: the inode the kernel holds for the name, or a fresh one.
-  // `st`, if given, receives the lstat the merge already made of the object.
-  Result<std::shared_ptr<Inode>> resolve(Inode& parent, const char* name, struct stat* st = nullptr,
-                                         const LookupHint& hint = {});
-  // Fills `e` for an inode the kernel is told about (counts a lookup).
-  void fill_entry(const std::shared_ptr<Inode>& inode, const struct stat& st, fuse_entry_param* e);
-
-  // Makes sure `inode` lives in the upper, copying it (and its parents first) if not.
-  // With `truncate` (an O_TRUNC open), the data is not copied: it is about to go.
-  Result<void> copy_up(Inode& inode, bool truncate = false);
-  // Copies a directory and everything it shows into the upper and makes the copy opaque, so
-  // the directory no longer depends on its lower copies (before it is renamed). Each directory
-  // copied then shows its upper inode number, as kernel overlayfs shows an opaque directory.
-  Result<void> copy_up_tree(Inode& dir);
-  // Before `dir`, which has lower copies, is renamed from `from` to `to`: copies the directory
-  // alone up and records in its upper copy where its lower copies are (kernel overlayfs's
-  // ovl_set_redirect), and has the inode keep their fds. EXDEV where the redirect would be
-  // too long: the caller copies the tree instead.
-  Result<void> redirect_before_rename(Inode& dir, const Inode& from, const Inode& to);
-  // Whether a lower copy of `dir` still shows `name`: removing it then needs a whiteout.
-  bool lower_has(Inode& dir, const char* name);
   // A directory's upper copy was removed: the fd cache must not give its identity, which the
   // filesystem may reuse, to a new directory.
   void forget_upper_copy(const Inode& dir) {
     if (auto up = dir.copy_ref(0)) Inode::dir_fds->forget(*up);
   }
-  // The merged listing of a directory, built once and shared.
-  Result<std::shared_ptr<const Listing>> listing(Inode& dir);
+
+ private:
+  const std::string upper_prefix_;
 };
 
 // Request handlers run through guarded<op>: no exception leaves one (libfuse is C; one would

@@ -78,11 +78,11 @@ int main_impl(int argc, char** argv) {
   log::set_program("layerfs");
   std::vector<std::string> args(argv + 1, argv + argc);
   auto parsed = parse_command_line(args);
-  if (auto* e = std::get_if<ParseError>(&parsed)) {
-    log::error("%s", e->message.c_str());
+  if (!parsed.ok()) {
+    log::error("%s", parsed.err().message().c_str());
     return 1;
   }
-  Options& opts = std::get<Options>(parsed);
+  Options& opts = *parsed;
   // fuse-overlayfs's switch for uppers whose readers only know ".wh." whiteouts.
   if (getenv("FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT") != nullptr) opts.device_whiteouts = false;
   if (opts.help) {

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "fuse/daemon.h"
+#include "fuse/merged_tree.h"
 #include "layers/sys/fs.h"
 #include "layers/sys/xattr.h"
 
@@ -30,8 +31,8 @@ void op_opendir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   // entries (cache_readdir), none comes.
   auto* h = d.handles.track(new DirHandle{});
   fi->fh = reinterpret_cast<uint64_t>(h);
-  fi->cache_readdir = d.cache.cache_readdir;
-  fi->keep_cache = d.cache.cache_readdir;
+  fi->cache_readdir = d.config.cache.cache_readdir;
+  fi->keep_cache = d.config.cache.cache_readdir;
   if (fuse_reply_open(req, fi) != 0) d.handles.drop(h);
 }
 
@@ -46,7 +47,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
   Inode& dir = d.inode(ino);
   DirHandle* h = handle_of(fi);
   if (!h->listing) {
-    auto built = d.listing(dir);
+    auto built = tree::listing(d, dir);
     if (!built.ok()) return (void)fuse_reply_err(req, built.error());
     h->listing = std::move(*built);
   }
@@ -75,7 +76,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
         // Size first, so an entry that does not fit is never looked up (see fuse/inode_table.h).
         if (fuse_add_direntry_plus(req, nullptr, 0, entry.name.c_str(), nullptr, 0) > room) break;
         fuse_entry_param e;
-        if (!d.lookup(dir, entry.name.c_str(), &e, {&entries, &entry}).ok()) {
+        if (!tree::lookup(d, dir, entry.name.c_str(), &e, {&entries, &entry}).ok()) {
           continue;  // gone since the snapshot
         }
         looked_up.push_back(e.ino);

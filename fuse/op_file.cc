@@ -13,6 +13,7 @@
 
 #include "fuse/daemon.h"
 #include "fuse/file_handle.h"
+#include "fuse/merged_tree.h"
 #include "layers/sys/fs.h"
 #include "layers/sys/xattr.h"
 
@@ -56,7 +57,7 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   if (!st.ok()) return (void)fuse_reply_err(req, st.error());
   d.present(inode, *st);
-  fuse_reply_attr(req, &*st, d.cache.attr_timeout);
+  fuse_reply_attr(req, &*st, d.config.cache.attr_timeout);
 }
 
 bool wants_write(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC); }
@@ -68,7 +69,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (!d.writable()) return (void)fuse_reply_err(req, EROFS);
     // O_TRUNC reaches the daemon (atomic_o_trunc): the copy-up then copies no data, as in
     // kernel overlayfs.
-    auto up = d.copy_up(inode, (fi->flags & O_TRUNC) != 0);
+    auto up = tree::copy_up(d, inode, (fi->flags & O_TRUNC) != 0);
     if (!up.ok()) return (void)fuse_reply_err(req, up.error());
   }
   auto fd = inode.open(fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY));
@@ -76,7 +77,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto* h = d.handles.track(new FileHandle(inode.shared_from_this(), std::move(*fd), inode.layer(),
                                            d.writable(), (fi->flags & O_DIRECT) != 0));
   fi->fh = reinterpret_cast<uint64_t>(h);
-  fi->keep_cache = d.cache.keep_page_cache;
+  fi->keep_cache = d.config.cache.keep_page_cache;
   if (fuse_reply_open(req, fi) != 0) d.handles.drop(h);
 }
 

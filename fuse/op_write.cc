@@ -7,12 +7,12 @@
 //   upper, replacing a whiteout there if there is one; a new directory that replaces a
 //   whiteout is made opaque, so nothing of the deleted lower directory shows through.
 // - Removing a name writes a whiteout only where a lower layer still shows that name
-//   (Daemon::lower_has); removing a lower object never copies its data.
+//   (tree::lower_has, on layers::lower_shows); removing a lower object never copies its data.
 // - rename of a directory that has copies in lower layers first detaches it from its name:
 //   with redirect_dir=on it is copied up alone and given a redirect to where its lower copies
-//   are (Daemon::redirect_before_rename, as kernel overlayfs's ovl_set_redirect); otherwise,
+//   are (tree::redirect_before_rename, as kernel overlayfs's ovl_set_redirect); otherwise,
 //   or where the redirect would be too long, the tree it shows is copied into the upper and
-//   the copy made opaque (Daemon::copy_up_tree). Then every rename happens within the upper,
+//   the copy made opaque (tree::copy_up_tree). Then every rename happens within the upper,
 //   leaving a whiteout at the old name where a lower layer still shows it. A copied tree costs
 //   data copying (reflinks where the filesystem has them) but needs no redirect support from
 //   whoever mounts the upper later. Either way each step only copies up, the redirect or
@@ -31,6 +31,7 @@
 
 #include "fuse/daemon.h"
 #include "fuse/file_handle.h"
+#include "fuse/merged_tree.h"
 #include "layers/acl.h"
 #include "layers/redirect.h"
 #include "layers/stat_override.h"
@@ -63,28 +64,13 @@ Caller caller_of(fuse_req_t req) {
   return Caller{d.disk_uid(ctx->uid), d.disk_gid(ctx->gid), ctx->umask};
 }
 
-// The permission bits and ACLs a new object gets: with ACLs on, its directory's default ACL or
-// else the caller's umask (the kernel applied the umask itself when ACLs are off).
-Result<acl::Inherited> permissions_for(const Daemon& d, int dir_fd, mode_t mode, bool is_dir,
-                                       const Caller& who) {
-  acl::Inherited out{.mode = mode & 07777};
-  if (!d.acl) return out;
-  auto inherited = sys::get_xattr(dir_fd, acl::kDefault);
-  if (inherited.ok() && !inherited->empty()) return acl::inherit(*inherited, out.mode, is_dir);
-  if (!inherited.ok() && inherited.error() != ENODATA && inherited.error() != EOPNOTSUPP) {
-    return inherited.err();
-  }
-  out.mode &= ~who.umask;
-  return out;
-}
-
 // Builds the object in the work dir, owned by the caller, and moves it into the upper.
 Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind kind,
                               const NewObject& what, const Caller& who) {
   if (!d.writable()) return Errno{EROFS};
   // A name the merge would read as a marker could never be shown.
   if (Whiteout::classify_name(name) != Whiteout::Name::kPlain) return Errno{EINVAL};
-  auto up = d.copy_up(parent);
+  auto up = tree::copy_up(d, parent);
   if (!up.ok()) return up.err();
   ListingChange changing(parent);
   auto dir_held = parent.copy_fd(0);
@@ -92,17 +78,18 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
   const int dir = dir_held->get();
   auto pst = sys::stat_fd(dir);
   if (!pst.ok()) return pst.err();
-  auto perms = kind == Kind::kSymlink ? acl::Inherited{.mode = 0777}
-                                      : permissions_for(d, dir, what.mode, kind == Kind::kDir, who);
+  auto perms = kind == Kind::kSymlink
+                   ? acl::Inherited{.mode = 0777}
+                   : acl::for_new_object(dir, what.mode, kind == Kind::kDir, who.umask, d.acl);
   if (!perms.ok()) return perms.err();
   // With xattr_permissions the parent's owner and mode are the ones its override shows.
   struct stat shown_parent = *pst;
-  if (!d.view.override_xattr.empty()) {
+  if (!d.config.view.override_xattr.empty()) {
     if (auto o = d.stat_override(parent)) o->apply(shown_parent);
   }
   NewEntry e =
       NewEntry::plan(kind, shown_parent, who.uid, who.gid, perms->mode, std::move(perms->access),
-                     std::move(perms->default_acl), d.view.override_xattr);
+                     std::move(perms->default_acl), d.config.view.override_xattr);
   e.type = what.mode & S_IFMT;
   e.rdev = what.rdev;
   e.target = what.target;
@@ -119,7 +106,7 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
     Inode::dir_fds->offer(dirs.back(), std::move(*dfd));
   }
   auto inode = std::make_shared<Inode>(InodeKey{st->st_dev, st->st_ino}, st->st_mode & S_IFMT,
-                                       d.stack->map_ino(0, st->st_ino));
+                                       d.config.stack->map_ino(0, st->st_ino));
   inode->init_location(parent.shared_from_this(), name, 0, std::move(dirs));
   return Created{inode, *st, std::move(fd)};
 }
@@ -169,7 +156,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   auto* h = d.handles.track(
       new FileHandle(live, std::move(r->fd), 0, false, (fi->flags & O_DIRECT) != 0));
   fi->fh = reinterpret_cast<uint64_t>(h);
-  fi->keep_cache = d.cache.keep_page_cache;
+  fi->keep_cache = d.config.cache.keep_page_cache;
   if (fuse_reply_create(req, &e, fi) != 0) {
     d.handles.drop(h);
     d.table->forget(e.ino, 1);
@@ -194,8 +181,8 @@ class ForgetUpperCopy {
 // Removes `name` (described by `victim`) from the upper copy of `parent`, leaving a whiteout
 // where a lower layer still shows the name.
 Result<void> remove_name(Daemon& d, Inode& parent, const char* name, Inode& victim) {
-  const bool lower_shows = d.lower_has(parent, name);
-  LAYERFS_TRY(d.copy_up(parent));
+  const bool lower_shows = tree::lower_has(d, parent, name);
+  LAYERFS_TRY(tree::copy_up(d, parent));
   auto dir = parent.copy_fd(0);
   if (!dir.ok()) return dir.err();
   return d.upper->remove(dir->get(), name, victim.layer() == 0, victim.is_dir(), lower_shows);
@@ -206,7 +193,7 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent_id, const char* name) {
   if (!d.writable()) return (void)fuse_reply_err(req, EROFS);
   Inode& parent = d.inode(parent_id);
   struct stat st;
-  auto victim = d.resolve(parent, name, &st);
+  auto victim = tree::resolve(d, parent, name, &st);
   if (!victim.ok()) return (void)fuse_reply_err(req, victim.error());
   // Open files outlive their name (fstat, and a GETATTR carries no handle): the object stays
   // reachable by fd until the kernel forgets the inode. Opened before the name goes, pinned
@@ -229,12 +216,12 @@ void op_rmdir(fuse_req_t req, fuse_ino_t parent_id, const char* name) {
   Daemon& d = Daemon::of(req);
   if (!d.writable()) return (void)fuse_reply_err(req, EROFS);
   Inode& parent = d.inode(parent_id);
-  auto victim = d.resolve(parent, name);
+  auto victim = tree::resolve(d, parent, name);
   if (!victim.ok()) return (void)fuse_reply_err(req, victim.error());
   Inode& dir = **victim;
   if (!dir.is_dir()) return (void)fuse_reply_err(req, ENOTDIR);
   dir.drop_listing();
-  auto entries = d.listing(dir);
+  auto entries = tree::listing(d, dir);
   if (!entries.ok()) return (void)fuse_reply_err(req, entries.error());
   if (!(*entries)->empty()) return (void)fuse_reply_err(req, ENOTEMPTY);
   {
@@ -259,71 +246,25 @@ void op_rmdir(fuse_req_t req, fuse_ino_t parent_id, const char* name) {
   fuse_reply_err(req, 0);
 }
 
-// A directory moved into a directory that merges lower copies becomes opaque, so that nothing
-// a lower layer has under its new name shows through it (as kernel overlayfs does). One that
-// merges copies of its own is redirected instead, which has the same effect.
+// A directory moved into `new_parent`: opaque there where it would let lower copies through
+// (Upper::opaque_after_move).
 Result<void> opaque_if_merging(Daemon& d, Inode& moved, Inode& new_parent) {
-  if (!moved.is_dir() || moved.has_lower_copies() || !new_parent.has_lower_copies()) return {};
+  if (!moved.is_dir()) return {};
   auto fd = moved.copy_fd(0);
   if (!fd.ok()) return fd.err();
-  auto opaque = Upper::is_opaque(fd->get());
-  if (!opaque.ok()) return opaque.err();
-  if (*opaque) return {};
-  return d.upper->mark_opaque(fd->get());
+  return d.upper->opaque_after_move(fd->get(), moved.has_lower_copies(),
+                                    new_parent.has_lower_copies());
 }
-
-}  // namespace
-
-Result<void> Daemon::redirect_before_rename(Inode& dir, const Inode& from, const Inode& to) {
-  auto up = copy_up(dir);
-  if (!up.ok()) return up;
-  auto fd = dir.copy_fd(0);
-  if (!fd.ok()) return fd.err();
-  auto existing = upper->redirect(fd->get());
-  if (!existing.ok()) return existing.err();
-  // Where its lower copies are, as kernel overlayfs records it (layers/redirect.h): the
-  // directories from its parent up, with their own redirects.
-  std::vector<redirect::Ancestor> ancestors;
-  if (&from != &to) {
-    for (auto node = dir.location().first; node;) {
-      auto [parent, name] = node->location();
-      if (!parent) break;  // the root
-      auto node_fd = node->copy_fd(0);
-      if (!node_fd.ok()) return node_fd.err();
-      auto theirs = upper->redirect(node_fd->get());
-      if (!theirs.ok()) return theirs.err();
-      const bool absolute = theirs->starts_with('/');
-      ancestors.push_back(redirect::Ancestor{std::move(name), std::move(*theirs)});
-      if (absolute) break;  // the path is complete there
-      node = std::move(parent);
-    }
-  }
-  auto value = redirect::for_move(*existing, &from == &to, dir.location().second, ancestors);
-  if (!value.ok()) return value.err();
-  // The lower copies are found by name until the rename: from now on by their paths in their
-  // layers, which never change.
-  for (const DirRef& copy : dir.copies()) {
-    if (copy.layer == 0) continue;
-    dir.set_found_as(copy.layer, DirFds::path_in_layer(dir, copy.layer));
-  }
-  if (!*value) return {};
-  // As the kernel: a redirect that cannot be written (no xattr space, no xattrs) means the
-  // tree is copied instead.
-  if (!upper->set_redirect(fd->get(), **value).ok()) return Errno{EXDEV};
-  return {};
-}
-
-namespace {
 
 Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_parent,
                        const char* new_name, unsigned flags) {
   if (!d.writable()) return Errno{EROFS};
   if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return Errno{EINVAL};
   if (Whiteout::classify_name(new_name) != Whiteout::Name::kPlain) return Errno{EINVAL};
-  auto src_r = d.resolve(parent, name);
+  auto src_r = tree::resolve(d, parent, name);
   if (!src_r.ok()) return src_r.err();
   std::shared_ptr<Inode> src = *src_r;
-  auto dst_r = d.resolve(new_parent, new_name);
+  auto dst_r = tree::resolve(d, new_parent, new_name);
   if (!dst_r.ok() && dst_r.error() != ENOENT) return dst_r.err();
   std::shared_ptr<Inode> dst = dst_r.ok() ? *dst_r : nullptr;
   if (dst && (flags & RENAME_NOREPLACE)) return Errno{EEXIST};
@@ -332,12 +273,12 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
   // A directory with lower copies is redirected (redirect_dir=on) or has its tree copied up:
   // either way the lower copies no longer depend on its name.
   auto detach = [&](Inode& dir, const Inode& from, const Inode& to) -> Result<void> {
-    if (!dir.is_dir() || !dir.has_lower_copies()) return d.copy_up(dir);
-    if (d.write_redirects) {
-      auto r = d.redirect_before_rename(dir, from, to);
+    if (!dir.is_dir() || !dir.has_lower_copies()) return tree::copy_up(d, dir);
+    if (d.config.write_redirects) {
+      auto r = tree::redirect_before_rename(d, dir, from, to);
       if (r.ok() || r.error() != EXDEV) return r;
     }
-    return d.copy_up_tree(dir);
+    return tree::copy_up_tree(d, dir);
   };
   if (src->is_dir()) {
     auto done = detach(*src, parent, new_parent);
@@ -349,7 +290,7 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
   }
 
   for (Inode* i : {src.get(), &new_parent}) {
-    auto up = d.copy_up(*i);
+    auto up = tree::copy_up(d, *i);
     if (!up.ok()) return up;
   }
   ListingChange changing_from(parent);
@@ -363,7 +304,7 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
   Upper& upper = *d.upper;
 
   if (flags & RENAME_EXCHANGE) {
-    auto up = d.copy_up(*dst);
+    auto up = tree::copy_up(d, *dst);
     if (!up.ok()) return up;
     for (auto [moved, into] : {std::pair{src.get(), &new_parent}, std::pair{dst.get(), &parent}}) {
       auto o = opaque_if_merging(d, *moved, *into);
@@ -375,7 +316,7 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
   } else {
     if (dst && dst->is_dir()) {
       dst->drop_listing();
-      auto entries = d.listing(*dst);
+      auto entries = tree::listing(d, *dst);
       if (!entries.ok()) return entries.err();
       if (!(*entries)->empty()) return Errno{ENOTEMPTY};
       if (auto up = dst->copy_fd(0); up.ok()) {
@@ -398,7 +339,8 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
       held = std::move(*fd);
       if (dst->is_dir()) forget.emplace(d, *dst);
     }
-    auto moved = upper.move(from, name, to, new_name, src->is_dir(), d.lower_has(parent, name));
+    auto moved =
+        upper.move(from, name, to, new_name, src->is_dir(), tree::lower_has(d, parent, name));
     if (!moved.ok()) return moved;
     if (dst) {
       dst->pin(std::move(held));
@@ -426,7 +368,7 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent_id, const cha
   Inode& src = d.inode(ino);
   Inode& new_parent = d.inode(new_parent_id);
   for (Inode* i : {&src, &new_parent}) {
-    auto up = d.copy_up(*i);
+    auto up = tree::copy_up(d, *i);
     if (!up.ok()) return (void)fuse_reply_err(req, up.error());
   }
   // The object, by its pinned fd if it has one (the name it was found by may be gone).
@@ -463,16 +405,16 @@ Result<void> set_override(const Daemon& d, Inode& inode, int fd, const struct st
                           int to_set) {
   auto st = sys::stat_fd(fd);
   if (!st.ok()) return st.err();
-  StatOverride o = d.stat_override(inode).value_or(StatOverride::of(*st));
-  if (to_set & FUSE_SET_ATTR_MODE) o.mode = attr.st_mode & 07777;
-  if (to_set & FUSE_SET_ATTR_UID) o.uid = d.disk_uid(attr.st_uid);
-  if (to_set & FUSE_SET_ATTR_GID) o.gid = d.disk_gid(attr.st_gid);
-  // A change of owner drops set-id bits from a non-directory, as chown(2) does.
-  if ((to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) && !(to_set & FUSE_SET_ATTR_MODE) &&
-      !S_ISDIR(st->st_mode)) {
-    o.mode &= ~static_cast<mode_t>(S_ISUID | S_ISGID);
-  }
-  return sys::set_xattr(fd, d.view.override_xattr.c_str(), o.format());
+  auto given = [&](int field, uint32_t v) {
+    return (to_set & field) ? std::optional<uint32_t>(v) : std::nullopt;
+  };
+  const StatOverride o =
+      d.stat_override(inode)
+          .value_or(StatOverride::of(*st))
+          .changed(given(FUSE_SET_ATTR_MODE, attr.st_mode),
+                   given(FUSE_SET_ATTR_UID, d.disk_uid(attr.st_uid)),
+                   given(FUSE_SET_ATTR_GID, d.disk_gid(attr.st_gid)), st->st_mode);
+  return sys::set_xattr(fd, d.config.view.override_xattr.c_str(), o.format());
 }
 
 Result<void> apply_setattr(const Daemon& d, Inode& inode, const struct stat& attr, int to_set,
@@ -486,7 +428,7 @@ Result<void> apply_setattr(const Daemon& d, Inode& inode, const struct stat& att
     // for it unless it caches writes: a chown to -1, -1 below updates ctime the same way.
     return sys::chown_fd(fd->get(), static_cast<uid_t>(-1), static_cast<gid_t>(-1));
   }
-  if (!d.view.override_xattr.empty() && !S_ISLNK(inode.type()) &&
+  if (!d.config.view.override_xattr.empty() && !S_ISLNK(inode.type()) &&
       (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
     auto o = set_override(d, inode, fd->get(), attr, to_set);
     if (!o.ok()) return o;
@@ -527,7 +469,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
   Daemon& d = Daemon::of(req);
   if (!d.writable()) return (void)fuse_reply_err(req, EROFS);
   Inode& inode = d.inode(ino);
-  auto up = d.copy_up(inode);
+  auto up = tree::copy_up(d, inode);
   if (!up.ok()) return (void)fuse_reply_err(req, up.error());
   auto r = apply_setattr(d, inode, *attr, to_set, fi);
   if (!r.ok()) return (void)fuse_reply_err(req, r.error());
@@ -536,7 +478,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
   if (!st.ok()) return (void)fuse_reply_err(req, st.error());
   st->st_ino = inode.st_ino();
   d.present(inode, *st);
-  fuse_reply_attr(req, &*st, d.cache.attr_timeout);
+  fuse_reply_attr(req, &*st, d.config.cache.attr_timeout);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "fuse/daemon.h"
+#include "fuse/merged_tree.h"
 #include "layers/acl.h"
 #include "layers/sys/fs.h"
 #include "layers/sys/xattr.h"
@@ -74,7 +75,7 @@ Result<UniqueFd> writable_xattr_fd(Daemon& d, Inode& inode, const char* name) {
   if (is_acl(name) && !d.acl) return Errno{EOPNOTSUPP};
   if (!d.writable()) return Errno{EROFS};
   if (Whiteout::is_private_xattr(name)) return Errno{EPERM};
-  auto up = d.copy_up(inode);
+  auto up = tree::copy_up(d, inode);
   if (!up.ok()) return up.err();
   return inode.path_fd();
 }

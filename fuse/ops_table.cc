@@ -22,7 +22,7 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   // POSIX ACLs need both: the kernel checks them, and sends the mode without the umask, which
   // the daemon applies unless a default ACL is inherited.
   const unsigned acl_caps = FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
-  d.acl = d.acl_wanted && (conn->capable & acl_caps) == acl_caps;
+  d.acl = d.config.acl_wanted && (conn->capable & acl_caps) == acl_caps;
   if (d.acl) conn->want |= acl_caps;
   // Layer files never change under the mount: do not drop pages on attribute changes.
   conn->want &= ~static_cast<unsigned>(FUSE_CAP_AUTO_INVAL_DATA);

@@ -62,44 +62,44 @@ bool parse_double(const std::string& s, double* out) {
 std::optional<bool> parse_switch(const std::string& s) {
   if (s == "0") return false;
   if (s == "1") return true;
-  return std::nullopt;
+  return {};
 }
 
 // The options layerfs itself reads, one row each: how it is written and what it sets. A
-// handler gets the value as written (escapes kept) and returns what is wrong with it, or
-// nothing; the message then reads "KEY=VALUE: reason".
+// handler gets the value as written (escapes kept) and fails with what is wrong with it; the
+// message then reads "KEY=VALUE: reason".
 enum class Form { kFlag, kValue, kEither };
-using Handler = std::optional<std::string> (*)(Options&, const std::string& raw);
+using Handler = Result<void> (*)(Options&, const std::string& raw);
 struct OptionRow {
   std::string_view key;
   Form form;
   Handler apply;
 };
 
-std::optional<std::string> not_a(const std::string& raw, const char* what) {
-  return raw + ": not " + what;
+Errno not_a(const std::string& raw, const char* what) {
+  return failure(EINVAL, raw + ": not " + what);
 }
 
 template <std::string Options::*Field>
-std::optional<std::string> set_string(Options& o, const std::string& raw) {
+Result<void> set_string(Options& o, const std::string& raw) {
   o.*Field = unescape(raw);
-  return std::nullopt;
+  return {};
 }
 
 template <bool Options::*Field, bool Value>
-std::optional<std::string> set_flag(Options& o, const std::string&) {
+Result<void> set_flag(Options& o, const std::string&) {
   o.*Field = Value;
-  return std::nullopt;
+  return {};
 }
 
-std::optional<std::string> set_switch(bool* field, const std::string& raw) {
+Result<void> set_switch(bool* field, const std::string& raw) {
   auto v = parse_switch(unescape(raw));
   if (!v) return not_a(raw, "0 or 1");
   *field = *v;
-  return std::nullopt;
+  return {};
 }
 
-std::optional<std::string> set_squash(Options& o, const std::string& raw, bool uid) {
+Result<void> set_squash(Options& o, const std::string& raw, bool uid) {
   double v = -1;
   if (!parse_double(unescape(raw), &v) || v < 0 || v > 4294967294.0 ||
       v != static_cast<double>(static_cast<uint32_t>(v))) {
@@ -107,42 +107,41 @@ std::optional<std::string> set_squash(Options& o, const std::string& raw, bool u
   }
   (uid ? o.squash_uid : o.squash_gid) = static_cast<uint32_t>(v);
   (uid ? o.squash_uid_set : o.squash_gid_set) = true;
-  return std::nullopt;
+  return {};
 }
 
-std::optional<std::string> set_idmap(IdMap* field, const std::string& raw) {
+Result<void> set_idmap(IdMap* field, const std::string& raw) {
   auto parsed = IdMap::parse(unescape(raw));
-  if (auto* e = std::get_if<std::string>(&parsed)) return *e;
-  *field = std::get<IdMap>(parsed);
-  return std::nullopt;
+  if (!parsed.ok()) return parsed.err();
+  *field = std::move(*parsed);
+  return {};
 }
 
 constexpr OptionRow kOptions[] = {
     {"lowerdir", Form::kValue,
-     [](Options& o, const std::string& raw) -> std::optional<std::string> {
+     [](Options& o, const std::string& raw) -> Result<void> {
        auto dirs = split_lowerdir(raw);
-       if (auto* e = std::get_if<std::string>(&dirs)) return raw + ": " + *e;
-       auto& list = std::get<std::vector<std::string>>(dirs);
-       o.lowerdirs.insert(o.lowerdirs.end(), list.begin(), list.end());
-       return std::nullopt;
+       if (!dirs.ok()) return failure(EINVAL, raw + ": " + dirs.err().message());
+       o.lowerdirs.insert(o.lowerdirs.end(), dirs->begin(), dirs->end());
+       return {};
      }},
     {"upperdir", Form::kValue, set_string<&Options::upperdir>},
     {"workdir", Form::kValue, set_string<&Options::workdir>},
     {"timeout", Form::kValue,
-     [](Options& o, const std::string& raw) -> std::optional<std::string> {
+     [](Options& o, const std::string& raw) -> Result<void> {
        if (!parse_double(unescape(raw), &o.timeout)) return not_a(raw, "a number of seconds");
-       return std::nullopt;
+       return {};
      }},
     {"threaded", Form::kValue,
      [](Options& o, const std::string& raw) { return set_switch(&o.threaded, raw); }},
     {"max_threads", Form::kValue,
-     [](Options& o, const std::string& raw) -> std::optional<std::string> {
+     [](Options& o, const std::string& raw) -> Result<void> {
        double v = 0;
        if (!parse_double(unescape(raw), &v) || v < 1 || v > 100000) {
          return not_a(raw, "a count from 1 to 100000");
        }
        o.max_threads = static_cast<int>(v);
-       return std::nullopt;
+       return {};
      }},
     {"fsync", Form::kValue,
      [](Options& o, const std::string& raw) { return set_switch(&o.fsync, raw); }},
@@ -152,11 +151,11 @@ constexpr OptionRow kOptions[] = {
     {"gidmapping", Form::kValue,
      [](Options& o, const std::string& raw) { return set_idmap(&o.gid_map, raw); }},
     {"squash_to_root", Form::kFlag,
-     [](Options& o, const std::string&) -> std::optional<std::string> {
+     [](Options& o, const std::string&) -> Result<void> {
        // squash_to_uid= and squash_to_gid= take precedence, in whichever order they come.
        if (!o.squash_uid_set) o.squash_uid = 0;
        if (!o.squash_gid_set) o.squash_gid = 0;
-       return std::nullopt;
+       return {};
      }},
     {"squash_to_uid", Form::kValue,
      [](Options& o, const std::string& raw) { return set_squash(o, raw, true); }},
@@ -165,9 +164,9 @@ constexpr OptionRow kOptions[] = {
     // fuse-overlayfs's switch for the kernel's writeback cache, which layerfs does not use:
     // writes reach the upper as they arrive either way.
     {"writeback", Form::kEither,
-     [](Options&, const std::string&) -> std::optional<std::string> { return std::nullopt; }},
+     [](Options&, const std::string&) -> Result<void> { return {}; }},
     {"xattr_permissions", Form::kValue,
-     [](Options& o, const std::string& raw) -> std::optional<std::string> {
+     [](Options& o, const std::string& raw) -> Result<void> {
        const std::string v = unescape(raw);
        if (v == "0") {
          o.xattr_permissions = XattrPermissions::kOff;
@@ -178,18 +177,18 @@ constexpr OptionRow kOptions[] = {
        } else {
          return not_a(raw, "0, 1 or 2");
        }
-       return std::nullopt;
+       return {};
      }},
     {"static_nlink", Form::kFlag, set_flag<&Options::static_nlink, true>},
     {"noacl", Form::kFlag, set_flag<&Options::acl, false>},
     {"redirect_dir", Form::kValue,
-     [](Options& o, const std::string& raw) -> std::optional<std::string> {
+     [](Options& o, const std::string& raw) -> Result<void> {
        const std::string v = unescape(raw);
        if (v != "on" && v != "follow" && v != "off" && v != "nofollow") {
          return not_a(raw, "on, follow, off or nofollow");
        }
        o.redirect_dir = v;
-       return std::nullopt;
+       return {};
      }},
     {"fsname", Form::kValue, set_string<&Options::fsname>},
     {"subtype", Form::kValue, set_string<&Options::subtype>},
@@ -198,7 +197,7 @@ constexpr OptionRow kOptions[] = {
 
 // Applies one KEY[=VALUE] from an -o list: a row of kOptions, else an option the FUSE mount
 // takes (passed on), one that means nothing here (accepted quietly), or a warning.
-std::variant<std::monostate, ParseError> apply_option(Options& o, const std::string& opt) {
+Result<void> apply_option(Options& o, const std::string& opt) {
   const size_t eq = opt.find('=');
   const std::string key = opt.substr(0, eq);
   const std::string raw = eq == std::string::npos ? "" : opt.substr(eq + 1);
@@ -206,10 +205,12 @@ std::variant<std::monostate, ParseError> apply_option(Options& o, const std::str
 
   for (const OptionRow& row : kOptions) {
     if (row.key != key) continue;
-    if (row.form == Form::kValue && !has_value) return ParseError{key + ": needs a value"};
+    if (row.form == Form::kValue && !has_value) return failure(EINVAL, key + ": needs a value");
     if (row.form == Form::kFlag && has_value) break;  // not this option: warned about below
-    if (auto wrong = row.apply(o, raw)) return ParseError{key + "=" + *wrong};
-    return std::monostate{};
+    if (auto done = row.apply(o, raw); !done.ok()) {
+      return failure(EINVAL, key + "=" + done.err().message());
+    }
+    return {};
   }
   if ((one_of(kIgnoredFlags, key) && !has_value) || key.starts_with("x-")) {
     // Accepted silently: flags the FUSE mount has no use for, and userspace-only options
@@ -222,7 +223,7 @@ std::variant<std::monostate, ParseError> apply_option(Options& o, const std::str
   } else {
     o.warnings.push_back("unknown option '" + opt + "' ignored");
   }
-  return std::monostate{};
+  return {};
 }
 
 }  // namespace
@@ -262,7 +263,7 @@ std::string unescape(std::string_view value) {
   return out;
 }
 
-std::variant<std::vector<std::string>, std::string> split_lowerdir(std::string_view value) {
+Result<std::vector<std::string>> split_lowerdir(std::string_view value) {
   std::vector<std::string> parts{""};  // raw, escapes kept; an unescaped colon starts the next
   for (size_t i = 0; i < value.size(); ++i) {
     if (value[i] == '\\' && i + 1 < value.size()) {
@@ -279,14 +280,14 @@ std::variant<std::vector<std::string>, std::string> split_lowerdir(std::string_v
   // writes nor follows.
   const size_t n = parts.size();
   if (std::all_of(parts.begin(), parts.end(), [](const std::string& p) { return p.empty(); })) {
-    return std::string("names no directory");
+    return failure(EINVAL, "names no directory");
   }
   if (n >= 2 && parts[n - 1].empty() && !parts[n - 2].empty()) {
-    return std::string("unescaped trailing colon");
+    return failure(EINVAL, "unescaped trailing colon");
   }
-  if (parts.front().empty()) return std::string("starts with a colon");
+  if (parts.front().empty()) return failure(EINVAL, "starts with a colon");
   for (const std::string& p : parts) {
-    if (p.empty()) return std::string("data-only lower layers ('::') are not supported");
+    if (p.empty()) return failure(EINVAL, "data-only lower layers ('::') are not supported");
   }
   std::vector<std::string> out;
   for (const std::string& p : parts) out.push_back(unescape(p));
@@ -336,7 +337,7 @@ std::vector<std::string> kernel_mount_options(const Options& o, const MountEnvir
   return out;
 }
 
-std::variant<Options, ParseError> parse_command_line(const std::vector<std::string>& args) {
+Result<Options> parse_command_line(const std::vector<std::string>& args) {
   Options o;
   std::vector<std::string> positional;
   bool only_positional = false;
@@ -360,30 +361,29 @@ std::variant<Options, ParseError> parse_command_line(const std::vector<std::stri
     } else if (a == "-o" || a.starts_with("-o")) {
       std::string list;
       if (a == "-o") {
-        if (i + 1 >= args.size()) return ParseError{"-o needs an option list"};
+        if (i + 1 >= args.size()) return failure(EINVAL, "-o needs an option list");
         list = args[++i];
       } else {
         list = a.substr(2);
       }
       for (const auto& opt : split_option_list(list)) {
-        auto r = apply_option(o, opt);
-        if (auto* e = std::get_if<ParseError>(&r)) return *e;
+        LAYERFS_TRY(apply_option(o, opt));
       }
     } else {
       o.warnings.push_back("unknown argument '" + a + "' ignored");
     }
   }
   if (o.help || o.version) return o;
-  if (positional.empty()) return ParseError{"no mountpoint given (see --help)"};
+  if (positional.empty()) return failure(EINVAL, "no mountpoint given (see --help)");
   if (positional.size() > 2) {
-    return ParseError{"too many arguments: '" + positional[2] + "' (see --help)"};
+    return failure(EINVAL, "too many arguments: '" + positional[2] + "' (see --help)");
   }
   o.mountpoint = positional.back();
   if (positional.size() == 2) o.source = positional[0];
-  if (o.lowerdirs.empty()) return ParseError{"no lowerdir= given (see --help)"};
+  if (o.lowerdirs.empty()) return failure(EINVAL, "no lowerdir= given (see --help)");
   if (o.upperdir.empty() != o.workdir.empty()) {
-    return ParseError{o.upperdir.empty() ? "workdir= given without upperdir="
-                                         : "upperdir= given without workdir="};
+    return failure(EINVAL, o.upperdir.empty() ? "workdir= given without upperdir="
+                                              : "upperdir= given without workdir=");
   }
   return o;
 }

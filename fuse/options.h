@@ -9,9 +9,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <variant>
 #include <vector>
 
+#include "layers/base/result.h"
 #include "layers/idmap.h"
 
 namespace layerfs {
@@ -62,17 +62,14 @@ struct Options {
   std::vector<std::string> warnings;   // one line each, printed before mounting
 };
 
-struct ParseError {
-  std::string message;
-};
-
-std::variant<Options, ParseError> parse_command_line(const std::vector<std::string>& args);
+// A malformed command line fails with EINVAL and one line saying what is wrong.
+Result<Options> parse_command_line(const std::vector<std::string>& args);
 
 // Splits an -o list on unescaped, unquoted commas. Escapes are kept for the value parsers.
 std::vector<std::string> split_option_list(std::string_view list);
 // Splits a lowerdir value on unescaped colons and unescapes each path. An empty part (a leading
-// or trailing colon, "::") is an error, returned as the reason.
-std::variant<std::vector<std::string>, std::string> split_lowerdir(std::string_view value);
+// or trailing colon, "::") is an error (EINVAL) saying why.
+Result<std::vector<std::string>> split_lowerdir(std::string_view value);
 // Removes one level of backslash escapes and of double quotes.
 std::string unescape(std::string_view value);
 

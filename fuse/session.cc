@@ -80,23 +80,23 @@ Result<std::unique_ptr<Session>> Session::prepare(const Options& opts) {
     }
   }
 
-  auto daemon = std::make_unique<Daemon>();
-  daemon->stack = stack;
+  std::unique_ptr<Upper> upper;
   if (!opts.upperdir.empty()) {
     auto u = Upper::open(opts.upperdir, opts.workdir, opts.device_whiteouts);
     if (!u.ok()) return u.err();
-    daemon->upper = std::move(*u);
+    upper = std::move(*u);
   }
   // From here on a failure removes the work dir the upper's opening made.
-  auto fail = [&](Errno e) -> Result<std::unique_ptr<Session>> {
-    if (daemon->upper) daemon->upper->abandon();
+  Upper* made = upper.get();
+  auto fail = [made](Errno e) -> Result<std::unique_ptr<Session>> {
+    if (made != nullptr) made->abandon();
     return e;
   };
 
   // As kernel overlayfs: with userxattr, redirects are neither written nor followed, nor may
   // they be asked for.
   const bool user_xattrs =
-      daemon->upper ? daemon->upper->xattr_prefix() == "user.overlay." : !sys::running_as_root();
+      upper ? upper->xattr_prefix() == "user.overlay." : !sys::running_as_root();
   if (user_xattrs && (opts.redirect_dir == "on" || opts.redirect_dir == "follow")) {
     return fail(refused(EINVAL,
                         "redirect_dir=%s: needs trusted.* xattrs (run as root); with "
@@ -136,34 +136,36 @@ Result<std::unique_ptr<Session>> Session::prepare(const Options& opts) {
                                       stack->map_ino(0, root_st->st_ino));
   root->init_location(nullptr, "", 0, roots);
 
-  Daemon& d = *daemon;
-  d.table = std::make_unique<InodeTable>(root);
-  d.cache = CachePolicy{opts.timeout, opts.timeout, true, true};
-  d.fsync_copy_up = opts.fsync;
-  d.view.uid_map = opts.uid_map;
-  d.view.gid_map = opts.gid_map;
-  d.view.squash_uid = opts.squash_uid;
-  d.view.squash_gid = opts.squash_gid;
-  d.view.static_nlink = opts.static_nlink;
-  d.write_redirects = opts.redirect_dir == "on";
-  d.follow_redirects = opts.redirect_dir == "on" || opts.redirect_dir == "follow" ||
-                       (opts.redirect_dir == "off" && !user_xattrs);
-  d.roots = roots;
+  MountConfig config;
+  config.stack = stack;
+  config.cache = CachePolicy{opts.timeout, opts.timeout, true, true};
+  config.fsync_copy_up = opts.fsync;
+  config.view.uid_map = opts.uid_map;
+  config.view.gid_map = opts.gid_map;
+  config.view.squash_uid = opts.squash_uid;
+  config.view.squash_gid = opts.squash_gid;
+  config.view.static_nlink = opts.static_nlink;
+  config.write_redirects = opts.redirect_dir == "on";
+  config.follow_redirects = opts.redirect_dir == "on" || opts.redirect_dir == "follow" ||
+                            (opts.redirect_dir == "off" && !user_xattrs);
+  config.roots = roots;
   if (opts.xattr_permissions != XattrPermissions::kOff) {
-    d.view.override_xattr = opts.xattr_permissions == XattrPermissions::kPrivileged
-                                ? StatOverride::kPrivileged
-                                : StatOverride::kUser;
+    config.view.override_xattr = opts.xattr_permissions == XattrPermissions::kPrivileged
+                                     ? StatOverride::kPrivileged
+                                     : StatOverride::kUser;
   }
   for (size_t i = 0; i < stack->size(); ++i) {
     if (sys::get_xattr(stack->layer(i).root.get(), StatOverride::kContainers, nullptr, 0).ok()) {
-      d.view.containers_overrides = true;
+      config.view.containers_overrides = true;
     }
   }
   // ACLs where the filesystem the mount writes to (or, read-only, the top layer) has them.
   if (opts.acl) {
     auto probe = sys::get_xattr(stack->layer(0).root.get(), acl::kAccess, nullptr, 0);
-    d.acl_wanted = probe.ok() || probe.error() == ENODATA;
+    config.acl_wanted = probe.ok() || probe.error() == ENODATA;
   }
+  auto daemon = std::make_unique<Daemon>(std::move(config), std::move(upper), std::move(root));
+  const Daemon& d = *daemon;
 
   std::vector<std::string> warnings;
   const MountEnvironment env{.root = sys::running_as_root(),

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <vector>
 
+#include "layers/sys/xattr.h"
+
 namespace layerfs::acl {
 namespace {
 
@@ -109,6 +111,18 @@ Result<Inherited> inherit(std::string_view parent_default, mode_t mode, bool is_
 
   out.mode = (mode & ~static_cast<mode_t>(0777)) | bits;
   if (extended) out.access = serialize(acl);
+  return out;
+}
+
+Result<Inherited> for_new_object(int dir_fd, mode_t mode, bool is_dir, mode_t umask, bool acls) {
+  Inherited out{.mode = mode & 07777};
+  if (!acls) return out;
+  auto inherited = sys::get_xattr(dir_fd, kDefault);
+  if (inherited.ok() && !inherited->empty()) return inherit(*inherited, out.mode, is_dir);
+  if (!inherited.ok() && inherited.error() != ENODATA && inherited.error() != EOPNOTSUPP) {
+    return inherited.err();
+  }
+  out.mode &= ~umask;
   return out;
 }
 

@@ -30,4 +30,9 @@ struct Inherited {
 // caller asked for, without the umask. EINVAL for a malformed ACL.
 Result<Inherited> inherit(std::string_view parent_default, mode_t mode, bool is_dir);
 
+// The permission bits and ACLs an object made in the directory dir_fd gets, `mode` being what
+// the caller asked for: with ACLs on (`acls`), the directory's default ACL or else the caller's
+// `umask`; with them off, the mode as it is (the kernel applied the umask itself).
+Result<Inherited> for_new_object(int dir_fd, mode_t mode, bool is_dir, mode_t umask, bool acls);
+
 }  // namespace layerfs::acl

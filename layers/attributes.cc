@@ -1,5 +1,6 @@
 #include "layers/attributes.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 
 #include <cstdlib>
@@ -109,6 +110,40 @@ uint64_t upper_ino(const LayerStack& stack, const std::string& prefix, int dir_f
     if (auto ino = kernel_origin_ino(stack, prefix, dir_fd, name)) return *ino;
   }
   return stack.map_ino(0, st.st_ino);
+}
+
+}  // namespace layerfs
+
+namespace layerfs {
+
+uint64_t shown_ino(const LayerStack& stack, const std::string& upper_prefix, int upper_dir,
+                   const char* name, const Resolved& found) {
+  if (found.layer != 0 || upper_prefix.empty()) return stack.map_ino(found.layer, found.st.st_ino);
+  if (S_ISDIR(found.st.st_mode)) {
+    // As kernel overlayfs: a directory that merges shows the number of its first lower copy,
+    // one that does not (opaque, or made through the mount) its own.
+    std::optional<std::pair<uint32_t, uint64_t>> below;
+    if (found.dirs.size() > 1) below = std::pair{found.dirs[1].layer, found.dirs[1].ino};
+    return upper_dir_ino(stack, found.st.st_ino, below);
+  }
+  return upper_ino(stack, upper_prefix, upper_dir, name, found.st);
+}
+
+uint64_t listed_ino(const LayerStack& stack, const std::string& upper_prefix, int upper_dir,
+                    const ListEntry& e, std::span<const DirRef> copies, CopyFds* fds,
+                    const Redirects& redirects) {
+  if (e.layer != 0 || upper_dir < 0 || upper_prefix.empty()) return stack.map_ino(e.layer, e.ino);
+  struct stat st {};
+  st.st_ino = e.ino;
+  st.st_mode = static_cast<mode_t>(DTTOIF(e.type));
+  const uint64_t ino = upper_ino(stack, upper_prefix, upper_dir, e.name.c_str(), st);
+  if (e.type == DT_DIR && ino == stack.map_ino(0, e.ino) && copies.size() > 1) {
+    auto found = lookup(copies, e.name, fds, redirects);
+    if (found.ok() && found->dirs.size() > 1) {
+      return stack.map_ino(found->dirs[1].layer, found->dirs[1].ino);
+    }
+  }
+  return ino;
 }
 
 }  // namespace layerfs

@@ -11,6 +11,7 @@
 
 #include "layers/idmap.h"
 #include "layers/layer_stack.h"
+#include "layers/merge.h"
 #include "layers/stat_override.h"
 
 namespace layerfs {
@@ -60,6 +61,26 @@ inline uint64_t upper_dir_ino(const LayerStack& stack, uint64_t own,
                               std::optional<std::pair<uint32_t, uint64_t>> first_lower) {
   return first_lower ? stack.map_ino(first_lower->first, first_lower->second)
                      : stack.map_ino(0, own);
+}
+// The inode number a mount shows for what a lookup of `name` found. `upper_prefix` is the
+// upper's xattr prefix (empty: a read-only mount, whose layer 0 is a lower), `upper_dir` the
+// parent's upper copy (-1 when it has none): an upper object shows the number recorded at its
+// copy-up, a merging upper directory its first lower copy's, a lower object its own, mapped
+// into the mount's range (LayerStack::map_ino).
+uint64_t shown_ino(const LayerStack& stack, const std::string& upper_prefix, int upper_dir,
+                   const char* name, const Resolved& found);
+// The d_ino a listing shows for `e`, an entry of the merged directory whose copies are `copies`
+// (upper_prefix, upper_dir as above): the number its lookup shows. An upper directory without an
+// origin record (one fuse-overlayfs wrote, or the kernel's where its origin does not decode) may
+// still merge; it is then looked up to find its first lower copy.
+uint64_t listed_ino(const LayerStack& stack, const std::string& upper_prefix, int upper_dir,
+                    const ListEntry& e, std::span<const DirRef> copies, CopyFds* fds,
+                    const Redirects& redirects);
+// Whether the name a lookup found is an object of its own, apart from the other names of the
+// same inode: on a writable mount, a non-directory with more than one link in a lower layer
+// (copying one name up breaks the link, as in kernel overlayfs without index=on).
+inline bool identity_per_name(const Resolved& found, bool writable) {
+  return writable && found.layer != 0 && !S_ISDIR(found.st.st_mode) && found.st.st_nlink > 1;
 }
 // Whether a copy-up keeps the object's inode number (and records it): always for a directory;
 // for a file only when it had one link (copying one name of a hard-link pair breaks the link,

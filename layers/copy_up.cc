@@ -211,4 +211,19 @@ Result<CopyUpResult> copy_up(Upper& upper, int src_dir, const char* src_name, in
   return CopyUpResult{*now, *built};
 }
 
+CopyUpOptions plan_copy_up(const Upper& upper, const Layer& from, const struct stat& lower,
+                           uint64_t shown_ino, const Presentation& view,
+                           const std::optional<StatOverride>& shown, bool fsync, bool truncate) {
+  const bool keep_ino = copy_up_keeps_ino(lower, upper.xattr_prefix());
+  CopyUpOptions opts{.fsync = fsync,
+                     .origin_ino = keep_ino ? shown_ino : 0,
+                     .origin_uuid = from.uuid,
+                     .truncate = truncate && !S_ISDIR(lower.st_mode)};
+  if (!view.override_xattr.empty()) {
+    opts.override_name = view.override_xattr;
+    opts.override_value = shown.value_or(StatOverride::of(lower)).format();
+  }
+  return opts;
+}
+
 }  // namespace layerfs

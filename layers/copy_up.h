@@ -18,6 +18,7 @@
 
 #include <cstdint>
 
+#include "layers/attributes.h"
 #include "layers/base/result.h"
 #include "layers/origin.h"
 #include "layers/upper.h"
@@ -34,6 +35,15 @@ struct CopyUpOptions {
   std::string override_name;
   std::string override_value;
 };
+
+// What the copy-up of an object carries, by the mount's rules: the inode number it shows
+// (`shown_ino`) where copy_up_keeps_ino says it keeps it, with the uuid of `from`, its layer;
+// where the mount keeps owners and modes in an override xattr, the owner and mode it showed
+// below (`shown`, else its own): the owner may be one the daemon cannot chown to. A directory
+// never gets `truncate`.
+CopyUpOptions plan_copy_up(const Upper& upper, const Layer& from, const struct stat& lower,
+                           uint64_t shown_ino, const Presentation& view,
+                           const std::optional<StatOverride>& shown, bool fsync, bool truncate);
 
 // Which data path a copy took (for tests and the benchmark).
 enum class CopyMethod { kNone, kClone, kCopyFileRange, kReadWrite };

@@ -7,8 +7,9 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <variant>
 #include <vector>
+
+#include "layers/base/result.h"
 
 namespace layerfs {
 
@@ -20,8 +21,8 @@ class IdMap {
     uint32_t count;
   };
 
-  // The error names the value and what is wrong with it.
-  static std::variant<IdMap, std::string> parse(std::string_view value);
+  // EINVAL, with a message naming the value and what is wrong with it.
+  static Result<IdMap> parse(std::string_view value);
 
   bool empty() const { return ranges_.empty(); }
   // Ids no range covers become the overflow id (65534), as in a user namespace.

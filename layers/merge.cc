@@ -310,4 +310,15 @@ Result<std::vector<ListEntry>> list(std::span<const DirRef> dirs, CopyFds* fds) 
   return out;
 }
 
+bool lower_shows(std::span<const DirRef> copies, std::string_view name, CopyFds* fds,
+                 const Redirects& redirects) {
+  std::vector<DirRef> lowers;
+  for (const DirRef& d : copies) {
+    if (d.layer != 0) lowers.push_back(d);
+  }
+  if (lowers.empty()) return false;
+  auto r = lookup(lowers, name, fds, redirects);
+  return r.ok() || r.error() != ENOENT;
+}
+
 }  // namespace layerfs

@@ -97,6 +97,12 @@ struct Redirects {
 Result<Resolved> lookup(std::span<const DirRef> parent, std::string_view name,
                         CopyFds* fds = nullptr, const Redirects& redirects = {});
 
+// Whether a lower copy of the directory whose copies are `copies` (layer 0 the upper) still
+// shows `name`: removing it from the upper then needs a whiteout. When in doubt (an error
+// other than ENOENT) it does: a whiteout that is not needed hides nothing that shows.
+bool lower_shows(std::span<const DirRef> copies, std::string_view name, CopyFds* fds = nullptr,
+                 const Redirects& redirects = {});
+
 // What each layer's entry for one name is in the merge of a directory (what layerdu counts as
 // shown, shadowed or removed bytes).
 struct NameInLayer {

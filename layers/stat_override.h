@@ -29,6 +29,20 @@ struct StatOverride {
   std::string format() const;
   // The attributes with this owner and mode; the file type stays.
   void apply(struct stat& st) const;
+  // After a chmod (`mode`) or chown (`uid`, `gid`: disk ids) through the mount, of an object of
+  // type `type`: a change of owner without a new mode drops the set-id bits of a non-directory,
+  // as chown(2) does.
+  StatOverride changed(std::optional<mode_t> new_mode, std::optional<uint32_t> new_uid,
+                       std::optional<uint32_t> new_gid, mode_t type) const {
+    StatOverride o = *this;
+    if (new_mode) o.mode = *new_mode & 07777;
+    if (new_uid) o.uid = *new_uid;
+    if (new_gid) o.gid = *new_gid;
+    if ((new_uid || new_gid) && !new_mode && !S_ISDIR(type)) {
+      o.mode &= ~static_cast<mode_t>(S_ISUID | S_ISGID);
+    }
+    return o;
+  }
   static StatOverride of(const struct stat& st) {
     return {st.st_uid, st.st_gid, st.st_mode & 07777};
   }

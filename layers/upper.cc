@@ -237,6 +237,14 @@ Result<void> Upper::mark_opaque(int dir_fd) {
   return sys::set_xattr(dir_fd, (prefix_ + "opaque").c_str(), "y");
 }
 
+Result<void> Upper::opaque_after_move(int dir_fd, bool merges, bool into_merged) {
+  if (merges || !into_merged) return {};
+  auto opaque = is_opaque(dir_fd);
+  if (!opaque.ok()) return opaque.err();
+  if (*opaque) return {};
+  return mark_opaque(dir_fd);
+}
+
 Result<std::string> Upper::redirect(int dir_fd) const {
   std::string name = prefix_ + "redirect";
   auto v = sys::get_xattr(dir_fd, name.c_str());

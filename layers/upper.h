@@ -116,6 +116,11 @@ class Upper {
   // there if there is one.
   Result<void> link(int to, const char* new_name,
                     const std::function<Result<void>(int dir, const char* name)>& make_link);
+  // After the upper directory dir_fd was moved (renamed) into a directory that merges lower
+  // copies (`into_merged`): unless it merges copies of its own (`merges`, which its redirect
+  // keeps apart), it is made opaque, so that nothing a lower layer has under its new name shows
+  // through it, as kernel overlayfs does.
+  Result<void> opaque_after_move(int dir_fd, bool merges, bool into_merged);
   // Whether a directory is opaque, by every marker form (Whiteout::dir_marks).
   static Result<bool> is_opaque(int dir_fd);
 

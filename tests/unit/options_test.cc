@@ -9,14 +9,16 @@ namespace {
 
 Options parse_ok(const std::vector<std::string>& args) {
   auto r = parse_command_line(args);
-  if (auto* e = std::get_if<ParseError>(&r)) ADD_FAILURE() << "unexpected error: " << e->message;
-  return std::get_if<Options>(&r) ? std::get<Options>(r) : Options{};
+  if (!r.ok()) ADD_FAILURE() << "unexpected error: " << r.err().message();
+  return r.ok() ? *r : Options{};
 }
 
 std::string parse_error(const std::vector<std::string>& args) {
   auto r = parse_command_line(args);
-  auto* e = std::get_if<ParseError>(&r);
-  return e ? e->message : "<no error>";
+  if (!r.ok()) {
+    EXPECT_EQ(r.error(), EINVAL);
+  }
+  return r.ok() ? "<no error>" : r.err().message();
 }
 
 TEST(Options, LowerdirListsTopFirstAndMountpointIsLast) {

@@ -77,11 +77,14 @@ class StackModel : public ::testing::Test {
             const std::string path = rel.empty() ? e.name : rel + "/" + e.name;
             test::NodeInfo info;
             info.st = r->st;
-            info.st.st_ino = stack.map_ino(r->layer, r->st.st_ino);
+            // A read-only stack: no upper prefix, no upper directory.
+            info.st.st_ino = shown_ino(stack, "", -1, e.name.c_str(), *r);
             if (S_ISDIR(r->st.st_mode)) {
               info.st.st_nlink = shown_dir_nlink(r->st.st_nlink, r->dirs.size() > 1);
             }
-            EXPECT_EQ(e.ino, r->st.st_ino) << path << ": the listing's number is the object's";
+            auto refs_ = refs(dirs);
+            EXPECT_EQ(listed_ino(stack, "", -1, e, refs_, nullptr, {}), info.st.st_ino)
+                << path << ": the listing's number is the object's";
             const auto real = (r->layer == 0 ? top_ : r->layer == 1 ? mid_ : base_) / path;
             if (S_ISREG(r->st.st_mode)) info.content = test::read_file(real);
             if (S_ISLNK(r->st.st_mode)) info.link = *sys::read_link_at(AT_FDCWD, real.c_str());
