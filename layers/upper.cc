@@ -14,6 +14,7 @@
 #include "layers/acl.h"
 #include "layers/stat_override.h"
 #include "layers/sys/fs.h"
+#include "layers/sys/process.h"
 #include "layers/sys/xattr.h"
 #include "layers/whiteout.h"
 
@@ -50,6 +51,25 @@ Result<UniqueFd> lock_dir(int path_fd) {
   auto locked = sys::lock_exclusive(fd->get());
   if (!locked.ok()) return locked.err();
   return fd;
+}
+
+// What the process may write in a directory: trusted.* xattrs (CAP_SYS_ADMIN; without it the
+// markers go to user.*, as kernel overlayfs does with userxattr) and 0/0 char devices.
+struct MarkerForms {
+  bool trusted = false;
+  bool device_whiteouts = false;
+};
+
+Result<MarkerForms> probe_markers(int work_fd, bool device_whiteouts) {
+  auto probe = sys::open_at(work_fd, "#probe", O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (!probe.ok()) return probe.err();
+  MarkerForms out;
+  out.trusted = sys::set_xattr(probe->get(), "trusted.overlay.layerfs", "y").ok();
+  out.device_whiteouts =
+      device_whiteouts && sys::make_node_at(work_fd, "#probe-wh", S_IFCHR, makedev(0, 0)).ok();
+  (void)sys::unlink_at(work_fd, "#probe-wh");
+  (void)sys::unlink_at(work_fd, "#probe");
+  return out;
 }
 
 }  // namespace
@@ -131,15 +151,10 @@ Result<std::unique_ptr<Upper>> Upper::open(const std::string& upper_path,
   auto cleaned = remove_contents(work->get());
   if (!cleaned.ok()) return fail("cannot empty work: " + cleaned.err().message(), cleaned.error());
 
-  // trusted.* needs CAP_SYS_ADMIN; without it the markers go to user.*, as kernel overlayfs
-  // does with userxattr.
-  auto probe = sys::open_at(work->get(), "#probe", O_WRONLY | O_CREAT | O_EXCL, 0600);
-  if (!probe.ok()) return fail("not writable: " + probe.err().message(), probe.error());
-  const bool trusted = sys::set_xattr(probe->get(), "trusted.overlay.layerfs", "y").ok();
-  up->device_whiteouts_ =
-      device_whiteouts && sys::make_node_at(work->get(), "#probe-wh", S_IFCHR, makedev(0, 0)).ok();
-  (void)sys::unlink_at(work->get(), "#probe-wh");
-  (void)sys::unlink_at(work->get(), "#probe");
+  auto probed = probe_markers(work->get(), device_whiteouts);
+  if (!probed.ok()) return fail("not writable: " + probed.err().message(), probed.error());
+  const bool trusted = probed->trusted;
+  up->device_whiteouts_ = probed->device_whiteouts;
 
   // The locked fd serves for everything else too: a mount of many layers has few fds to spare.
   up->upper_ = std::move(*upper_lock);
@@ -149,6 +164,48 @@ Result<std::unique_ptr<Upper>> Upper::open(const std::string& upper_path,
   up->prefix_ = trusted ? "trusted.overlay." : "user.overlay.";
   up->made_work_ = made;
   return up;
+}
+
+Result<std::unique_ptr<Upper>> Upper::open_target(const std::string& dir_path) {
+  auto up = std::make_unique<Upper>();
+  auto dir = sys::open_at(AT_FDCWD, dir_path.c_str(), O_RDONLY | O_DIRECTORY);
+  if (!dir.ok()) return dir.err().context("target", dir_path);
+  auto st = sys::stat_fd(dir->get());
+  if (!st.ok()) return st.err().context("target", dir_path);
+  std::string name;
+  for (int attempt = 0;; ++attempt) {
+    char buf[64];
+    snprintf(buf, sizeof buf, ".layerfs-apply-%d-%d", sys::process_id(), attempt);
+    auto made = sys::make_dir_at(dir->get(), buf, 0700);
+    if (made.ok()) {
+      name = buf;
+      break;
+    }
+    if (made.error() != EEXIST || attempt == 100) return made.err().context("target", dir_path);
+  }
+  auto work = sys::open_at(dir->get(), name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+  if (!work.ok()) {
+    (void)sys::unlink_at(dir->get(), name.c_str(), AT_REMOVEDIR);
+    return work.err().context("target", dir_path);
+  }
+  auto probed = probe_markers(work->get(), false);
+  if (!probed.ok()) {
+    (void)sys::unlink_at(dir->get(), name.c_str(), AT_REMOVEDIR);
+    return probed.err().context("target", dir_path);
+  }
+  up->upper_ = std::move(*dir);
+  up->work_ = std::move(*work);
+  up->dev_ = st->st_dev;
+  up->prefix_ = probed->trusted ? "trusted.overlay." : "user.overlay.";
+  up->device_whiteouts_ = false;
+  up->staging_ = std::move(name);
+  return up;
+}
+
+Upper::~Upper() {
+  if (staging_.empty()) return;
+  (void)remove_contents(work_.get());
+  (void)sys::unlink_at(upper_.get(), staging_.c_str(), AT_REMOVEDIR);
 }
 
 void Upper::abandon() {
@@ -350,7 +407,14 @@ Result<Upper::Made> Upper::create(int dir_fd, const char* name, const NewEntry& 
 Result<void> Upper::remove(int dir_fd, const char* name, bool in_upper, bool is_dir,
                            bool lower_shows) {
   if (!in_upper || lower_shows) return make_whiteout(dir_fd, name);
-  return sys::unlink_at(dir_fd, name, is_dir ? AT_REMOVEDIR : 0);
+  auto gone = sys::unlink_at(dir_fd, name, is_dir ? AT_REMOVEDIR : 0);
+  if (gone.ok() || !is_dir || (gone.error() != ENOTEMPTY && gone.error() != EEXIST)) return gone;
+  // A directory with contents (what a whiteout in an applied layer deletes) leaves its name in
+  // one rename, and is emptied in the work dir.
+  const std::string temp = temp_name();
+  LAYERFS_TRY(sys::rename_at(dir_fd, name, work_.get(), temp.c_str(), RENAME_NOREPLACE));
+  discard(temp);
+  return {};
 }
 
 Result<void> Upper::move(int from, const char* name, int to, const char* new_name, bool is_dir,

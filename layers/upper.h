@@ -62,7 +62,16 @@ class Upper {
                                              const std::string& work_path,
                                              bool device_whiteouts = true);
 
-  int upper_fd() const { return upper_.get(); }  // O_RDONLY | O_DIRECTORY, locked
+  // A plain directory that a layer is applied onto (what `layerdiff apply` does), not the upper
+  // of a mount: the same rules write it, but nothing is locked (the caller owns the directory
+  // for the while) and no work dir is given: entries are staged in a private directory made
+  // inside it (".layerfs-apply-*", mode 0700, so on the same filesystem), removed again when
+  // the Upper goes. A removal there deletes the entry, as a directory with no lower layers
+  // needs no whiteout (remove with lower_shows false).
+  static Result<std::unique_ptr<Upper>> open_target(const std::string& dir_path);
+  ~Upper();
+
+  int upper_fd() const { return upper_.get(); }  // O_RDONLY | O_DIRECTORY; locked by open()
   int work_fd() const { return work_.get(); }    // O_PATH on workdir/work
   dev_t dev() const { return dev_; }
   // "trusted.overlay." or "user.overlay.": the namespace this upper's markers are written in.
@@ -104,7 +113,8 @@ class Upper {
   // Removes `name` from the upper directory dir_fd: a whiteout where `lower_shows` (a lower
   // layer still has the name) or where the object is not in the upper at all (`in_upper`
   // false), else the entry itself. A directory is swapped with its whiteout and removed in the
-  // work dir, so the name never shows the lower directory in between.
+  // work dir, so the name never shows the lower directory in between; one removed outright
+  // that still has contents is moved into the work dir in one rename and emptied there.
   Result<void> remove(int dir_fd, const char* name, bool in_upper, bool is_dir, bool lower_shows);
   // Moves `name` of the upper directory `from` to `new_name` of `to` (both upper copies),
   // replacing what the merge shows there, with a whiteout left at the old name where
@@ -142,6 +152,7 @@ class Upper {
   std::string prefix_;
   bool device_whiteouts_ = true;
   bool made_work_ = false;  // open() created workdir/work
+  std::string staging_;     // open_target(): the staging directory's name in the target
   std::atomic<uint64_t> counter_{0};
 };
 

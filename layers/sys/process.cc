@@ -14,6 +14,8 @@
 
 namespace layerfs::sys {
 
+pid_t process_id() { return ::getpid(); }
+
 bool running_as_root() { return ::geteuid() == 0; }
 
 mode_t set_umask(mode_t mask) { return ::umask(mask); }

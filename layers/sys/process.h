@@ -14,6 +14,8 @@ namespace layerfs::sys {
 
 // Whether the process runs with effective uid 0.
 bool running_as_root();
+// The process's pid.
+pid_t process_id();
 // Sets the umask; returns the previous one.
 mode_t set_umask(mode_t mask);
 // Whether `path` exists (access F_OK, following symlinks); for probing the machine.

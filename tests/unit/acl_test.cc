@@ -111,6 +111,35 @@ TEST(Acl, InheritanceIsWhatTheKernelGivesAnObjectMadeInPlace) {
   }
 }
 
+// A new object's bits: the umask where its directory has no default ACL (and ACLs are on:
+// with them off the kernel applied the umask already), the default ACL where it has one.
+TEST(Acl, ANewObjectGetsTheDefaultAclOrTheUmask) {
+  TempDir t("acl");
+  test::make_dir(t / "plain");
+  test::make_dir(t / "inheriting");
+  const std::string def = acl_xattr({{kUserObj, 7}, {kGroupObj, 5}, {kOther, 0}});
+  const bool has_acls =
+      lsetxattr((t / "inheriting").c_str(), acl::kDefault, def.data(), def.size(), 0) == 0;
+  auto fd = [&](const char* d) { return open((t / d).c_str(), O_RDONLY | O_DIRECTORY); };
+  const int plain = fd("plain");
+  auto on = acl::for_new_object(plain, 0666, false, 022, true);
+  ASSERT_TRUE(on.ok());
+  EXPECT_EQ(on->mode, 0644u);
+  EXPECT_TRUE(on->access.empty());
+  auto off = acl::for_new_object(plain, 0666, false, 022, false);
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(off->mode, 0666u);
+  close(plain);
+  if (!has_acls) GTEST_SKIP() << "the filesystem of " << t.path() << " has no POSIX ACLs";
+  const int inheriting = fd("inheriting");
+  auto from_acl = acl::for_new_object(inheriting, 0777, true, 077, true);
+  close(inheriting);
+  ASSERT_TRUE(from_acl.ok());
+  auto expected = acl::inherit(def, 0777, true);
+  EXPECT_EQ(from_acl->mode, expected->mode) << "the umask does not apply";
+  EXPECT_EQ(from_acl->default_acl, def);
+}
+
 TEST(Acl, MalformedDefaultAclIsRefused) {
   EXPECT_EQ(acl::inherit("", 0644, false).error(), EINVAL);
   EXPECT_EQ(acl::inherit(std::string("\x01\0\0\0", 4), 0644, false).error(), EINVAL);

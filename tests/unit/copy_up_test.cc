@@ -1,4 +1,4 @@
-// The upper layer's plumbing and copy-up, on real directories (no mount).
+// Copy-up, on real directories (no mount).
 #include "layers/copy_up.h"
 
 #include <fcntl.h>
@@ -31,11 +31,6 @@ std::unique_ptr<Upper> open_upper(const fs::path& upper, const fs::path& work) {
     return nullptr;
   }
   return std::move(*r);
-}
-
-std::string open_error(const fs::path& upper, const fs::path& work) {
-  auto r = Upper::open(upper, work);
-  return r.ok() ? "<opened>" : r.err().message();
 }
 
 class CopyUpTest : public ::testing::Test {
@@ -158,73 +153,6 @@ TEST_F(CopyUpTest, WhiteoutsAndOpaqueInTheKernelFormat) {
   EXPECT_EQ(v[0], 'y');
   EXPECT_EQ(upper_->xattr_prefix(), geteuid() == 0 ? "trusted.overlay." : "user.overlay.");
   EXPECT_EQ(work_entries(), 0u);
-}
-
-TEST(Upper, OpeningEmptiesTheWorkDirAndLocksBoth) {
-  TempDir t("upper");
-  test::make_dir(t / "upper");
-  test::write_file(t / "work/work/#leftover/deep/file", "from a crash");
-  test::write_file(t / "work/work/#7", "from a crash");
-  auto first = open_upper(t / "upper", t / "work");
-  ASSERT_NE(first, nullptr);
-  EXPECT_TRUE(fs::is_empty(t / "work/work"));
-  EXPECT_EQ(open_error(t / "upper", t / "work"),
-            "upperdir '" + (t / "upper").string() + "': in use by another layerfs mount");
-  test::make_dir(t / "work2");
-  EXPECT_EQ(open_error(t / "upper", t / "work2"),
-            "upperdir '" + (t / "upper").string() + "': in use by another layerfs mount");
-  test::make_dir(t / "upper2");
-  EXPECT_EQ(open_error(t / "upper2", t / "work"),
-            "workdir '" + (t / "work").string() + "': in use by another layerfs mount");
-  first.reset();
-  EXPECT_NE(open_upper(t / "upper", t / "work"), nullptr) << "the locks go with the Upper";
-}
-
-TEST(Upper, BadDirectoriesAreNamed) {
-  TempDir t("upper");
-  test::make_dir(t / "upper");
-  test::make_dir(t / "upper/inner");
-  EXPECT_EQ(open_error(t / "missing", t / "upper"),
-            "upperdir '" + (t / "missing").string() + "': No such file or directory");
-  EXPECT_EQ(open_error(t / "upper", t / "upper/inner"),
-            "workdir '" + (t / "upper/inner").string() +
-                "': upperdir and workdir must not contain each other");
-}
-
-TEST(Upper, WorkdirOnAnotherFilesystemIsRefused) {
-  if (geteuid() != 0) GTEST_SKIP() << "mounting a tmpfs needs root";
-  TempDir t("upper");
-  test::make_dir(t / "upper");
-  test::make_dir(t / "tmpfs");
-  ASSERT_EQ(mount("tmpfs", (t / "tmpfs").c_str(), "tmpfs", 0, "size=1m"), 0);
-  std::string err = open_error(t / "upper", t / "tmpfs");
-  test::unmount(t / "tmpfs");
-  EXPECT_EQ(err,
-            "workdir '" + (t / "tmpfs").string() + "': not on the same filesystem as upperdir");
-}
-
-// Installing over an entry of the other kind (a directory over a file, a file over a
-// directory) swaps the two and removes what was replaced; without `replace` nothing changes.
-TEST(Upper, InstallReplacesAcrossKindsByExchange) {
-  TempDir t("install");
-  for (const char* d : {"upper", "work"}) test::make_dir(t / d);
-  auto upper = open_upper(t / "upper", t / "work");
-  ASSERT_TRUE(upper);
-  auto up = dir_fd(t / "upper");
-  test::write_file(t / "upper/was_file", "old");
-  test::write_file(t / "upper/was_dir/inner", "old");
-  const std::string dir_temp = upper->temp_name();
-  ASSERT_EQ(mkdirat(upper->work_fd(), dir_temp.c_str(), 0755), 0);
-  EXPECT_EQ(upper->install(dir_temp, up.get(), "was_file", false).error(), EEXIST);
-  ASSERT_TRUE(upper->install(dir_temp, up.get(), "was_file", true).ok());
-  EXPECT_TRUE(std::filesystem::is_directory(t / "upper/was_file"));
-  const std::string file_temp = upper->temp_name();
-  int fd = openat(upper->work_fd(), file_temp.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
-  ASSERT_GE(fd, 0);
-  close(fd);
-  ASSERT_TRUE(upper->install(file_temp, up.get(), "was_dir", true).ok());
-  EXPECT_TRUE(std::filesystem::is_regular_file(t / "upper/was_dir"));
-  EXPECT_TRUE(std::filesystem::is_empty(t / "work/work")) << "the replaced entries are gone";
 }
 
 }  // namespace

@@ -64,6 +64,25 @@ TEST_F(MergeTest, TopmostLayerDecidesAndEveryNameIsListedOnce) {
   EXPECT_EQ(lookup(dirs, "missing").error(), ENOENT);
 }
 
+// Removing a name from the upper (layer 0) needs a whiteout exactly where a lower layer
+// still shows it.
+TEST_F(MergeTest, LowerShowsSaysWhetherARemovalNeedsAWhiteout) {
+  test::write_file(top_ / "only_up", "u");
+  test::write_file(top_ / "both", "u");
+  test::write_file(base_ / "both", "b");
+  test::write_file(base_ / "removed", "b");
+  test::make_whiteout(mid_ / "removed");
+  test::write_file(mid_ / "in_mid", "m");
+  auto dirs = roots();
+  auto r = refs(dirs);
+  const std::span<const DirRef> copies(r);
+  EXPECT_FALSE(lower_shows(copies, "only_up"));
+  EXPECT_TRUE(lower_shows(copies, "both"));
+  EXPECT_FALSE(lower_shows(copies, "removed")) << "a lower whiteout already hides it";
+  EXPECT_TRUE(lower_shows(copies, "in_mid"));
+  EXPECT_FALSE(lower_shows(copies.first(1), "both")) << "no lower copies, no whiteout";
+}
+
 TEST_F(MergeTest, DeviceWhiteoutHidesLowerLayersOnly) {
   test::write_file(base_ / "gone", "base");
   test::make_whiteout(mid_ / "gone");

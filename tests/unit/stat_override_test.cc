@@ -38,5 +38,21 @@ TEST(StatOverride, FormatRoundTripsAndApplyKeepsTheType) {
   EXPECT_EQ(st.st_gid, 7u);
 }
 
+// chmod and chown through a mount with xattr_permissions change the override as they would
+// change a file: a new owner without a new mode drops a non-directory's set-id bits.
+TEST(StatOverride, ChangedIsWhatChmodAndChownDo) {
+  const StatOverride o{1000, 100, 06755};
+  const StatOverride chmod = o.changed(0640, std::nullopt, std::nullopt, S_IFREG);
+  EXPECT_EQ(chmod.mode, 0640u);
+  EXPECT_EQ(chmod.uid, 1000u);
+  const StatOverride chown = o.changed(std::nullopt, 0, std::nullopt, S_IFREG);
+  EXPECT_EQ(chown.uid, 0u);
+  EXPECT_EQ(chown.gid, 100u);
+  EXPECT_EQ(chown.mode, 0755u) << "set-id bits dropped";
+  EXPECT_EQ(o.changed(std::nullopt, std::nullopt, 5, S_IFDIR).mode, 06755u)
+      << "a directory keeps them";
+  EXPECT_EQ(o.changed(04700, 7, 7, S_IFREG).mode, 04700u) << "a mode given with the owner stays";
+}
+
 }  // namespace
 }  // namespace layerfs
