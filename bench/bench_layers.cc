@@ -38,7 +38,7 @@ struct Stack {
       for (int f = 0; f < files_per_layer; ++f) {
         std::ofstream(dir / ("f" + std::to_string(i) + "_" + std::to_string(f))) << "x";
       }
-      auto fd = layerfs::sys::open_at(AT_FDCWD, dir.c_str(), O_PATH | O_DIRECTORY);
+      auto fd = layerfs::sys::open_at(layerfs::kCwd, dir.c_str(), O_PATH | O_DIRECTORY);
       dirs.push_back(std::move(*layerfs::open_layer_dir(fd->get(), static_cast<uint32_t>(i))));
     }
     std::ofstream(root / std::to_string(layers - 1) / "bottom") << "x";
@@ -116,7 +116,7 @@ void BM_CopyData(benchmark::State& state) {
   int src = open((dir / "src").c_str(), O_RDONLY);
   for (auto _ : state) {
     int dst = open((dir / "dst").c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
-    auto r = layerfs::copy_data(src, dst, size);
+    auto r = layerfs::copy_data(layerfs::BorrowedFd(src), layerfs::BorrowedFd(dst), size);
     if (!r.ok()) state.SkipWithError("copy_data failed");
     close(dst);
   }

@@ -107,7 +107,7 @@ Result<CopyFd> DirFds::reopen(const Inode& dir, const DirRef& copy) {
     auto [parent, name] = node->location();
     if (auto where = node->found_as(copy.layer)) {
       if (where->starts_with('/')) {  // a path from the layer's root
-        if (copy.layer >= roots_.size() || roots_[copy.layer] < 0) return Errno{ESTALE};
+        if (copy.layer >= roots_.size() || !roots_[copy.layer].valid()) return Errno{ESTALE};
         names.push_back(where->substr(1));
         base = CopyFd{nullptr, roots_[copy.layer]};
         break;

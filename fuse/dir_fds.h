@@ -56,7 +56,7 @@ class DirFds {
 
   // The layer roots' fds, by layer (they outlive the cache): where copies a redirect had found
   // by their path from the root are reopened.
-  void set_roots(std::vector<int> roots) { roots_ = std::move(roots); }
+  void set_roots(std::vector<BorrowedFd> roots) { roots_ = std::move(roots); }
 
   size_t capacity() const { return capacity_; }
   size_t size();
@@ -85,7 +85,7 @@ class DirFds {
   static constexpr size_t kMaxPath = 2048;
 
   const size_t capacity_;
-  std::vector<int> roots_;
+  std::vector<BorrowedFd> roots_;
   std::mutex mu_;       // a leaf lock: nothing else is taken while it is held
   std::list<Key> lru_;  // most recently used first
   struct Entry {

@@ -25,7 +25,7 @@ struct FileHandle : Handle {
 
   static FileHandle* of(fuse_file_info* fi);
   // The fd to use now: the upper copy's once the object has been copied up.
-  int current_fd();
+  BorrowedFd current_fd();
 
   std::shared_ptr<Inode> inode;
   const bool may_move;  // false: fd never changes, and is read without the lock

@@ -78,7 +78,7 @@ uint64_t Inode::parent_st_ino() const {
 Result<struct stat> Inode::stat() const {
   Result<struct stat> st = Errno{ENOENT};
   bool merged = false;
-  if (int pinned = pinned_fd(); pinned >= 0) {
+  if (BorrowedFd pinned = pinned_fd(); pinned.valid()) {
     st = sys::stat_fd(pinned);
     merged = is_dir() && merged_dir();
   } else if (is_dir()) {
@@ -103,7 +103,7 @@ Result<struct stat> Inode::stat() const {
 }
 
 Result<UniqueFd> Inode::open(int flags) const {
-  if (int pinned = pinned_fd(); pinned >= 0) return sys::reopen(pinned, flags);
+  if (BorrowedFd pinned = pinned_fd(); pinned.valid()) return sys::reopen(pinned, flags);
   if (is_dir()) {
     auto fd = copy_fd(layer());
     if (!fd.ok()) return fd.err();
@@ -115,7 +115,7 @@ Result<UniqueFd> Inode::open(int flags) const {
 }
 
 Result<UniqueFd> Inode::path_fd() const {
-  if (int pinned = pinned_fd(); pinned >= 0) return sys::dup_fd(pinned);
+  if (BorrowedFd pinned = pinned_fd(); pinned.valid()) return sys::dup_fd(pinned);
   if (is_dir()) {
     auto fd = copy_fd(layer());
     if (!fd.ok()) return fd.err();
@@ -142,7 +142,7 @@ void Inode::init_location(std::shared_ptr<Inode> parent, std::string name, uint3
   for (LayerDir& d : dirs) {
     if (!d.found_as.empty()) set_found_as(d.layer, std::move(d.found_as));
     DirRef ref = d.ref();
-    ref.fd = -1;  // an fd the lookup kept goes with `dirs`: the cache has its own
+    ref.fd = BorrowedFd();  // an fd the lookup kept goes with `dirs`: the cache has its own
     refs.push_back(ref);
   }
   init_location(std::move(parent), std::move(name), layer, std::move(refs));
@@ -198,7 +198,7 @@ void Inode::pin(UniqueFd path_fd) {
   if (!pinned_.valid()) pinned_ = std::move(path_fd);
 }
 
-int Inode::pinned_fd() const {
+BorrowedFd Inode::pinned_fd() const {
   std::lock_guard lock(mu_);
   return pinned_.get();
 }

@@ -137,8 +137,8 @@ class Inode : public std::enable_shared_from_this<Inode> {
   // Where the object shown lives: the parent's copy in the object's layer, and the name.
   struct Where {
     std::shared_ptr<Inode> parent;
-    CopyFd dir;       // the parent's copy, held open for as long as this lives
-    int dir_fd = -1;  // dir.get(); -1 when it could not be opened (the error is dir_error)
+    CopyFd dir;         // the parent's copy, held open for as long as this lives
+    BorrowedFd dir_fd;  // dir.get(); -1 when it could not be opened (the error is dir_error)
     int dir_error = 0;
     std::string name;
     uint32_t layer = 0;
@@ -205,7 +205,7 @@ class Inode : public std::enable_shared_from_this<Inode> {
   // by may be removed while other names remain; so is an object whose name is removed while
   // the kernel still holds it (open, or a working directory).
   void pin(UniqueFd path_fd);
-  int pinned_fd() const;
+  BorrowedFd pinned_fd() const;
 
   // Directories: the version of what they show, raised by every change to it (drop_listing). A
   // listing built at the current version is exact.

@@ -92,7 +92,7 @@ Result<void> copy_up(Daemon& d, Inode& node, bool truncate) {
   if (!parent_done.ok()) return parent_done;
   auto dst_dir = w.parent->copy_fd(0);
   if (!dst_dir.ok()) return dst_dir.error() == ENOENT ? Errno{EIO} : dst_dir.err();
-  const int dst = dst_dir->get();
+  const BorrowedFd dst = dst_dir->get();
   auto lower = sys::stat_at(w.dir_fd, w.name.c_str());
   if (!lower.ok()) return lower.err();
   const CopyUpOptions opts =
@@ -104,7 +104,7 @@ Result<void> copy_up(Daemon& d, Inode& node, bool truncate) {
   if (node.is_dir()) {
     auto fd = sys::open_at(dst, w.name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
     if (!fd.ok()) return fd.err();
-    upper_copy = DirRef{0, -1, false, made->st.st_dev, made->st.st_ino};
+    upper_copy = DirRef{0, BorrowedFd(), false, made->st.st_dev, made->st.st_ino};
     Inode::dir_fds->offer(*upper_copy, std::move(*fd));
   }
   node.moved_to_upper(upper_copy);

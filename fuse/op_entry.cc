@@ -78,7 +78,7 @@ void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
 void op_statfs(fuse_req_t req, fuse_ino_t) {
   // As kernel overlayfs: the filesystem of the upper, else of the topmost lower layer.
   Daemon& d = Daemon::of(req);
-  int fd = d.writable() ? d.upper->upper_fd() : d.config.stack->layer(0).root.get();
+  BorrowedFd fd = d.writable() ? d.upper->upper_fd() : d.config.stack->layer(0).root.get();
   auto sv = sys::stat_vfs(fd);
   if (!sv.ok()) return (void)fuse_reply_err(req, sv.error());
   fuse_reply_statfs(req, &*sv);

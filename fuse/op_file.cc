@@ -21,7 +21,7 @@ namespace layerfs {
 
 FileHandle* FileHandle::of(fuse_file_info* fi) { return reinterpret_cast<FileHandle*>(fi->fh); }
 
-int FileHandle::current_fd() {
+BorrowedFd FileHandle::current_fd() {
   if (!may_move) return fd.get();  // the read path of read-only mounts and upper files
   {
     std::lock_guard lock(mu);
@@ -94,7 +94,7 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
 // uses here.
 constexpr size_t kDirectAlign = 4096;
 
-ssize_t write_direct(int fd, fuse_bufvec* in, off_t off) {
+ssize_t write_direct(BorrowedFd fd, fuse_bufvec* in, off_t off) {
   const size_t size = fuse_buf_size(in);
   void* mem = nullptr;
   if (posix_memalign(&mem, kDirectAlign, size == 0 ? kDirectAlign : size) != 0) return -ENOMEM;
@@ -160,7 +160,7 @@ void op_readlink(fuse_req_t req, fuse_ino_t ino) {
   Inode& inode = Daemon::of(req).inode(ino);
   if (!S_ISLNK(inode.type())) return (void)fuse_reply_err(req, EINVAL);
   // By the pinned fd where there is one: the name the link was found by may be gone.
-  const int pinned = inode.pinned_fd();
+  const BorrowedFd pinned = inode.pinned_fd();
   Inode::Where w = pinned >= 0 ? Inode::Where{} : inode.where();
   if (pinned < 0 && w.dir_fd < 0) return (void)fuse_reply_err(req, w.dir_error);
   auto target =

@@ -75,7 +75,7 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
   ListingChange changing(parent);
   auto dir_held = parent.copy_fd(0);
   if (!dir_held.ok()) return dir_held.err();
-  const int dir = dir_held->get();
+  const BorrowedFd dir = dir_held->get();
   auto pst = sys::stat_fd(dir);
   if (!pst.ok()) return pst.err();
   auto perms = kind == Kind::kSymlink
@@ -102,7 +102,7 @@ Result<Created> create_object(Daemon& d, Inode& parent, const char* name, Kind k
   if (kind == Kind::kDir) {
     auto dfd = sys::open_at(dir, name, O_PATH | O_DIRECTORY | O_NOFOLLOW);
     if (!dfd.ok()) return dfd.err();
-    dirs.push_back(DirRef{0, -1, false, st->st_dev, st->st_ino});
+    dirs.push_back(DirRef{0, BorrowedFd(), false, st->st_dev, st->st_ino});
     Inode::dir_fds->offer(dirs.back(), std::move(*dfd));
   }
   auto inode = std::make_shared<Inode>(InodeKey{st->st_dev, st->st_ino}, st->st_mode & S_IFMT,
@@ -299,8 +299,8 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
   if (!from_held.ok()) return from_held.err();
   auto to_held = new_parent.copy_fd(0);
   if (!to_held.ok()) return to_held.err();
-  const int from = from_held->get();
-  const int to = to_held->get();
+  const BorrowedFd from = from_held->get();
+  const BorrowedFd to = to_held->get();
   Upper& upper = *d.upper;
 
   if (flags & RENAME_EXCHANGE) {
@@ -373,15 +373,15 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent_id, const cha
   }
   // The object, by its pinned fd if it has one (the name it was found by may be gone).
   Inode::Where w = src.where();
-  const int pinned = src.pinned_fd();
-  auto link_to = [&](int dir, const char* name) {
+  const BorrowedFd pinned = src.pinned_fd();
+  auto link_to = [&](BorrowedFd dir, const char* name) {
     return pinned >= 0 ? sys::link_fd(pinned, dir, name)
                        : sys::link_at(w.dir_fd, w.name.c_str(), dir, name);
   };
   if (pinned < 0 && w.dir_fd < 0) return (void)fuse_reply_err(req, w.dir_error);
   auto to_held = new_parent.copy_fd(0);
   if (!to_held.ok()) return (void)fuse_reply_err(req, to_held.error());
-  const int to = to_held->get();
+  const BorrowedFd to = to_held->get();
   std::optional<ListingChange> changing(new_parent);
   if (auto l = d.upper->link(to, new_name, link_to); !l.ok()) {
     return (void)fuse_reply_err(req, l.error());
@@ -401,7 +401,7 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent_id, const cha
 }
 
 // xattr_permissions: chmod and chown change the override, never the file's own owner.
-Result<void> set_override(const Daemon& d, Inode& inode, int fd, const struct stat& attr,
+Result<void> set_override(const Daemon& d, Inode& inode, BorrowedFd fd, const struct stat& attr,
                           int to_set) {
   auto st = sys::stat_fd(fd);
   if (!st.ok()) return st.err();

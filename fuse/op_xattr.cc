@@ -83,7 +83,7 @@ Result<UniqueFd> writable_xattr_fd(Daemon& d, Inode& inode, const char* name) {
 // Setting an access ACL clears the set-group-ID bit when the caller is neither in the file's
 // group nor privileged, as the kernel does (posix_acl_update_mode); the daemon sets the ACL
 // with its own privilege, so it clears the bit itself.
-Result<void> clear_sgid_for_acl(fuse_req_t req, const Daemon& d, int fd) {
+Result<void> clear_sgid_for_acl(fuse_req_t req, const Daemon& d, BorrowedFd fd) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
   if (ctx->uid == 0) return {};
   auto st = sys::stat_fd(fd);

@@ -61,14 +61,14 @@ Result<std::unique_ptr<Session>> Session::prepare(const Options& opts) {
   auto real = sys::real_path(opts.mountpoint.c_str());
   if (!real.ok()) return real.err().context("mountpoint", opts.mountpoint);
   s->mountpoint_ = std::move(*real);
-  auto mst = sys::stat_at(AT_FDCWD, s->mountpoint_.c_str());
+  auto mst = sys::stat_at(kCwd, s->mountpoint_.c_str());
   if (!mst.ok()) return mst.err().context("mountpoint", opts.mountpoint);
   if (!S_ISDIR(mst->st_mode)) return Errno{ENOTDIR}.context("mountpoint", opts.mountpoint);
   // A mount point inside a layer: the daemon would meet its own mount when it looks there and
   // wait for itself. A private clone of the layer's mount does not show it; without one (an
   // ordinary user outside a user namespace cannot make one, nor can the upper have one, which
   // must share its mount with the work dir), the mount is refused.
-  if (auto mfd = sys::open_at(AT_FDCWD, s->mountpoint_.c_str(), O_PATH | O_DIRECTORY); mfd.ok()) {
+  if (auto mfd = sys::open_at(kCwd, s->mountpoint_.c_str(), O_PATH | O_DIRECTORY); mfd.ok()) {
     if (auto in = stack->containing(mfd->get()); in && !stack->layer(*in).private_mount) {
       return refused(EDEADLK,
                      "mountpoint '%s': inside %s '%s', which layerfs cannot see past its own "
@@ -120,7 +120,7 @@ Result<std::unique_ptr<Session>> Session::prepare(const Options& opts) {
   // The root merges every layer's root (kernel overlayfs ignores opaque marks on layer roots),
   // with the layers' own fds.
   std::vector<DirRef> roots;
-  std::vector<int> root_fds;
+  std::vector<BorrowedFd> root_fds;
   for (size_t i = 0; i < stack->size(); ++i) {
     const Layer& layer = stack->layer(i);
     auto marks = Whiteout::dir_marks(layer.root.get());

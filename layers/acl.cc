@@ -114,7 +114,8 @@ Result<Inherited> inherit(std::string_view parent_default, mode_t mode, bool is_
   return out;
 }
 
-Result<Inherited> for_new_object(int dir_fd, mode_t mode, bool is_dir, mode_t umask, bool acls) {
+Result<Inherited> for_new_object(BorrowedFd dir_fd, mode_t mode, bool is_dir, mode_t umask,
+                                 bool acls) {
   Inherited out{.mode = mode & 07777};
   if (!acls) return out;
   auto inherited = sys::get_xattr(dir_fd, kDefault);

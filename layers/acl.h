@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "layers/base/result.h"
+#include "layers/base/unique_fd.h"
 
 namespace layerfs::acl {
 
@@ -33,6 +34,7 @@ Result<Inherited> inherit(std::string_view parent_default, mode_t mode, bool is_
 // The permission bits and ACLs an object made in the directory dir_fd gets, `mode` being what
 // the caller asked for: with ACLs on (`acls`), the directory's default ACL or else the caller's
 // `umask`; with them off, the mode as it is (the kernel applied the umask itself).
-Result<Inherited> for_new_object(int dir_fd, mode_t mode, bool is_dir, mode_t umask, bool acls);
+Result<Inherited> for_new_object(BorrowedFd dir_fd, mode_t mode, bool is_dir, mode_t umask,
+                                 bool acls);
 
 }  // namespace layerfs::acl

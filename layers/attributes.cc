@@ -12,7 +12,7 @@
 
 namespace layerfs {
 
-std::optional<StatOverride> Presentation::override_of(int path_fd) const {
+std::optional<StatOverride> Presentation::override_of(BorrowedFd path_fd) const {
   for (const std::string& name : {override_xattr, std::string(StatOverride::kContainers)}) {
     if (name.empty() || (name == StatOverride::kContainers && !containers_overrides)) continue;
     auto v = sys::get_xattr(path_fd, name.c_str());
@@ -37,7 +37,7 @@ bool copy_up_keeps_ino(const struct stat& lower, const std::string& prefix) {
 }
 
 std::optional<uint64_t> kernel_origin_ino(const LayerStack& stack, const std::string& prefix,
-                                          int dir_fd, const char* name) {
+                                          BorrowedFd dir_fd, const char* name) {
   char buf[256];
   const std::string xattr = prefix + "origin";
   auto got = sys::get_xattr_at(dir_fd, name, xattr.c_str(), buf, sizeof buf);
@@ -63,8 +63,8 @@ std::optional<uint64_t> kernel_origin_ino(const LayerStack& stack, const std::st
   return std::nullopt;
 }
 
-uint64_t upper_ino(const LayerStack& stack, const std::string& prefix, int dir_fd, const char* name,
-                   const struct stat& st) {
+uint64_t upper_ino(const LayerStack& stack, const std::string& prefix, BorrowedFd dir_fd,
+                   const char* name, const struct stat& st) {
   // A copied-up object keeps the number it had below (kernel overlayfs does the same through
   // its origin xattr), recorded by copy_up; but an opaque directory, which merges nothing, shows
   // its own (as in the kernel, which takes a directory's number from its first lower copy).
@@ -116,7 +116,7 @@ uint64_t upper_ino(const LayerStack& stack, const std::string& prefix, int dir_f
 
 namespace layerfs {
 
-uint64_t shown_ino(const LayerStack& stack, const std::string& upper_prefix, int upper_dir,
+uint64_t shown_ino(const LayerStack& stack, const std::string& upper_prefix, BorrowedFd upper_dir,
                    const char* name, const Resolved& found) {
   if (found.layer != 0 || upper_prefix.empty()) return stack.map_ino(found.layer, found.st.st_ino);
   if (S_ISDIR(found.st.st_mode)) {
@@ -129,7 +129,7 @@ uint64_t shown_ino(const LayerStack& stack, const std::string& upper_prefix, int
   return upper_ino(stack, upper_prefix, upper_dir, name, found.st);
 }
 
-uint64_t listed_ino(const LayerStack& stack, const std::string& upper_prefix, int upper_dir,
+uint64_t listed_ino(const LayerStack& stack, const std::string& upper_prefix, BorrowedFd upper_dir,
                     const ListEntry& e, std::span<const DirRef> copies, CopyFds* fds,
                     const Redirects& redirects) {
   if (e.layer != 0 || upper_dir < 0 || upper_prefix.empty()) return stack.map_ino(e.layer, e.ino);

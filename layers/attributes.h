@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "layers/base/unique_fd.h"
 #include "layers/idmap.h"
 #include "layers/layer_stack.h"
 #include "layers/merge.h"
@@ -29,7 +30,7 @@ struct Presentation {
 
   bool reads_overrides() const { return !override_xattr.empty() || containers_overrides; }
   // The override the object behind path_fd carries, if overrides are read at all.
-  std::optional<StatOverride> override_of(int path_fd) const;
+  std::optional<StatOverride> override_of(BorrowedFd path_fd) const;
   // `st` as shown: the override applied, ids mapped or squashed, directory link counts.
   void show(struct stat& st, const std::optional<StatOverride>& override) const;
   // An owner given through the mount (a caller, a chown) as it is stored on disk.
@@ -49,12 +50,12 @@ inline nlink_t shown_dir_nlink(nlink_t own, bool merges) { return merges ? 1 : o
 // directory dir_fd): the number it had below where its copy-up recorded it (in
 // PREFIX.layerfs.ino, else a kernel-written PREFIX.origin that decodes in a lower layer of
 // `stack`), its own otherwise; an opaque directory, which merges nothing, always shows its own.
-uint64_t upper_ino(const LayerStack& stack, const std::string& prefix, int dir_fd, const char* name,
-                   const struct stat& st);
+uint64_t upper_ino(const LayerStack& stack, const std::string& prefix, BorrowedFd dir_fd,
+                   const char* name, const struct stat& st);
 // The st_ino of the lower object a kernel-written origin on the upper entry names, if it
 // decodes in a lower layer of `stack` (see layers/origin.h).
 std::optional<uint64_t> kernel_origin_ino(const LayerStack& stack, const std::string& prefix,
-                                          int dir_fd, const char* name);
+                                          BorrowedFd dir_fd, const char* name);
 // A directory in the upper that merges: the number of its first lower copy (layer, ino), as the
 // kernel takes it; one that merges nothing shows its own.
 inline uint64_t upper_dir_ino(const LayerStack& stack, uint64_t own,
@@ -67,13 +68,13 @@ inline uint64_t upper_dir_ino(const LayerStack& stack, uint64_t own,
 // parent's upper copy (-1 when it has none): an upper object shows the number recorded at its
 // copy-up, a merging upper directory its first lower copy's, a lower object its own, mapped
 // into the mount's range (LayerStack::map_ino).
-uint64_t shown_ino(const LayerStack& stack, const std::string& upper_prefix, int upper_dir,
+uint64_t shown_ino(const LayerStack& stack, const std::string& upper_prefix, BorrowedFd upper_dir,
                    const char* name, const Resolved& found);
 // The d_ino a listing shows for `e`, an entry of the merged directory whose copies are `copies`
 // (upper_prefix, upper_dir as above): the number its lookup shows. An upper directory without an
 // origin record (one fuse-overlayfs wrote, or the kernel's where its origin does not decode) may
 // still merge; it is then looked up to find its first lower copy.
-uint64_t listed_ino(const LayerStack& stack, const std::string& upper_prefix, int upper_dir,
+uint64_t listed_ino(const LayerStack& stack, const std::string& upper_prefix, BorrowedFd upper_dir,
                     const ListEntry& e, std::span<const DirRef> copies, CopyFds* fds,
                     const Redirects& redirects);
 // Whether the name a lookup found is an object of its own, apart from the other names of the

@@ -18,7 +18,7 @@ bool try_next(int err) {
          err == EBADF;
 }
 
-Result<void> copy_range_rw(int src, int dst, off_t off, off_t len) {
+Result<void> copy_range_rw(BorrowedFd src, BorrowedFd dst, off_t off, off_t len) {
   std::vector<char> buf(1 << 20);
   while (len > 0) {
     auto got = sys::pread_fd(
@@ -45,14 +45,14 @@ Result<void> copy_range_rw(int src, int dst, off_t off, off_t len) {
 }
 
 // The next data segment at or after `off`: [start, end). start == size when there is none.
-std::pair<off_t, off_t> next_segment(int fd, off_t off, off_t size) {
+std::pair<off_t, off_t> next_segment(BorrowedFd fd, off_t off, off_t size) {
   auto start = sys::seek(fd, off, SEEK_DATA);
   if (!start.ok()) return {start.error() == ENXIO ? size : off, size};  // no SEEK_DATA: all data
   auto end = sys::seek(fd, *start, SEEK_HOLE);
   return {*start, std::min(end.ok() ? *end : size, size)};
 }
 
-Result<void> copy_xattrs(int src_path_fd, int dst_path_fd) {
+Result<void> copy_xattrs(BorrowedFd src_path_fd, BorrowedFd dst_path_fd) {
   auto names = sys::list_xattr(src_path_fd);
   if (!names.ok()) {
     if (names.error() == EOPNOTSUPP || names.error() == ENODATA) return {};
@@ -78,8 +78,8 @@ Result<void> copy_xattrs(int src_path_fd, int dst_path_fd) {
 }
 
 // Owner, mode, xattrs, origin and times of the work-dir object behind path_fd.
-Result<void> copy_metadata(Upper& upper, int src_path_fd, int dst_path_fd, const struct stat& st,
-                           const CopyUpOptions& opts) {
+Result<void> copy_metadata(Upper& upper, BorrowedFd src_path_fd, BorrowedFd dst_path_fd,
+                           const struct stat& st, const CopyUpOptions& opts) {
   const bool is_link = S_ISLNK(st.st_mode);
   if (auto owned = sys::chown_fd(dst_path_fd, st.st_uid, st.st_gid); !owned.ok()) {
     // Without CAP_CHOWN the copy keeps the mounter's ownership (the rootless case).
@@ -114,9 +114,10 @@ Result<void> copy_metadata(Upper& upper, int src_path_fd, int dst_path_fd, const
   return sys::set_times_fd(dst_path_fd, times);
 }
 
-Result<CopyMethod> build(Upper& upper, int src_dir, const char* src_name, const std::string& temp,
-                         const struct stat& st, const CopyUpOptions& opts) {
-  const int work = upper.work_fd();
+Result<CopyMethod> build(Upper& upper, BorrowedFd src_dir, const char* src_name,
+                         const std::string& temp, const struct stat& st,
+                         const CopyUpOptions& opts) {
+  const BorrowedFd work = upper.work_fd();
   CopyMethod method = CopyMethod::kNone;
   UniqueFd data_fd;
   if (S_ISREG(st.st_mode)) {
@@ -156,7 +157,7 @@ Result<CopyMethod> build(Upper& upper, int src_dir, const char* src_name, const 
 
 }  // namespace
 
-Result<CopyMethod> copy_data(int src_fd, int dst_fd, off_t size) {
+Result<CopyMethod> copy_data(BorrowedFd src_fd, BorrowedFd dst_fd, off_t size) {
   if (size == 0) return CopyMethod::kNone;
   if (sys::clone_file(dst_fd, src_fd).ok()) return CopyMethod::kClone;
   CopyMethod method = CopyMethod::kCopyFileRange;
@@ -184,8 +185,8 @@ Result<CopyMethod> copy_data(int src_fd, int dst_fd, off_t size) {
   return method;
 }
 
-Result<CopyUpResult> copy_up(Upper& upper, int src_dir, const char* src_name, int dst_dir,
-                             const char* dst_name, const CopyUpOptions& opts) {
+Result<CopyUpResult> copy_up(Upper& upper, BorrowedFd src_dir, const char* src_name,
+                             BorrowedFd dst_dir, const char* dst_name, const CopyUpOptions& opts) {
   auto st = sys::stat_at(src_dir, src_name);
   if (!st.ok()) return st.err();
   // A copy-up is not a change the directory shows: its times stay as they were (kernel

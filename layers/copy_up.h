@@ -20,6 +20,7 @@
 
 #include "layers/attributes.h"
 #include "layers/base/result.h"
+#include "layers/base/unique_fd.h"
 #include "layers/origin.h"
 #include "layers/upper.h"
 
@@ -56,11 +57,11 @@ struct CopyUpResult {
 // Copies `src_name` in `src_dir` (a lower layer's directory) to `dst_name` in `dst_dir` (a
 // directory of the upper). Directories are copied without their contents. Fails with EEXIST if
 // dst_name exists.
-Result<CopyUpResult> copy_up(Upper& upper, int src_dir, const char* src_name, int dst_dir,
-                             const char* dst_name, const CopyUpOptions& opts);
+Result<CopyUpResult> copy_up(Upper& upper, BorrowedFd src_dir, const char* src_name,
+                             BorrowedFd dst_dir, const char* dst_name, const CopyUpOptions& opts);
 
 // Copies the data of src to dst (both open regular files), keeping holes; dst ends at `size`.
-Result<CopyMethod> copy_data(int src_fd, int dst_fd, off_t size);
+Result<CopyMethod> copy_data(BorrowedFd src_fd, BorrowedFd dst_fd, off_t size);
 
 // The name of the xattr that records the original inode number, for an upper's prefix.
 inline std::string origin_ino_xattr(const Upper& upper) {

@@ -16,7 +16,7 @@ constexpr uint64_t kOverflowBit = uint64_t{1} << 63;
 using Identity = std::pair<dev_t, ino_t>;
 
 // The identities of a directory and of every directory above it, up to its filesystem root.
-std::vector<Identity> ancestry(int dir_fd) {
+std::vector<Identity> ancestry(BorrowedFd dir_fd) {
   std::vector<Identity> chain;
   auto fd = sys::open_at(dir_fd, ".", O_PATH | O_DIRECTORY);
   while (fd.ok()) {
@@ -45,7 +45,7 @@ Result<std::shared_ptr<const LayerStack>> LayerStack::open(const std::vector<std
   std::map<Identity, size_t> roots;  // layer roots, for the overlap check
   for (size_t i = 0; i < paths.size(); ++i) {
     const std::string& path = paths[i];
-    auto fd = sys::open_at(AT_FDCWD, path.c_str(), O_PATH | O_DIRECTORY);
+    auto fd = sys::open_at(kCwd, path.c_str(), O_PATH | O_DIRECTORY);
     if (!fd.ok()) return fd.err().context(role(i), path);
     // A layer must be listable; an O_PATH open alone succeeds without read permission.
     auto probe = sys::open_at(fd->get(), ".", O_RDONLY | O_DIRECTORY);
@@ -88,7 +88,7 @@ Result<std::shared_ptr<const LayerStack>> LayerStack::open(const std::vector<std
   return std::shared_ptr<const LayerStack>(std::move(stack));
 }
 
-std::optional<size_t> LayerStack::containing(int dir_fd) const {
+std::optional<size_t> LayerStack::containing(BorrowedFd dir_fd) const {
   for (const Identity& id : ancestry(dir_fd)) {
     for (size_t i = 0; i < layers_.size(); ++i) {
       if (layers_[i].dev == id.first && layers_[i].ino == id.second) return i;

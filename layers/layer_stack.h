@@ -56,7 +56,7 @@ class LayerStack {
   bool same_fs() const { return fs_count_ == 1; }
 
   // The layer whose root is the directory at `dir_fd` or one of its ancestors, if any.
-  std::optional<size_t> containing(int dir_fd) const;
+  std::optional<size_t> containing(BorrowedFd dir_fd) const;
 
   // The st_ino the mount reports for real inode `ino` of layer `layer`.
   uint64_t map_ino(size_t layer, uint64_t ino) const;

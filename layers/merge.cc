@@ -50,7 +50,7 @@ std::vector<DirRef> refs(std::span<const LayerDir> dirs) {
   return out;
 }
 
-Result<LayerDir> open_layer_dir(int dir_fd, uint32_t layer) {
+Result<LayerDir> open_layer_dir(BorrowedFd dir_fd, uint32_t layer) {
   auto fd = sys::open_at(dir_fd, ".", O_PATH | O_DIRECTORY);
   if (!fd.ok()) return fd.err();
   auto marks = Whiteout::dir_marks(fd->get());

@@ -30,7 +30,7 @@ namespace layerfs {
 // hold an fd for every copy of every directory it knows. dev and ino name the copy.
 struct DirRef {
   uint32_t layer = 0;
-  int fd = -1;  // O_PATH
+  BorrowedFd fd;  // O_PATH
   bool xwhiteouts = false;
   dev_t dev = 0;
   ino_t ino = 0;
@@ -57,8 +57,8 @@ std::vector<DirRef> refs(std::span<const LayerDir> dirs);
 // the fd is borrowed from something that outlives the merge).
 struct CopyFd {
   std::shared_ptr<const UniqueFd> owner;
-  int fd = -1;
-  int get() const { return fd; }
+  BorrowedFd fd;
+  BorrowedFd get() const { return fd; }
 };
 
 // Where the fds of copies with no fd of their own (DirRef::fd == -1) come from, and where the
@@ -126,7 +126,7 @@ Result<std::vector<NameInLayer>> explain(std::span<const DirRef> parent, std::st
                                          CopyFds* fds = nullptr, const Redirects& redirects = {});
 
 // Opens the copies of a layer root (or any directory) as the start of a merge.
-Result<LayerDir> open_layer_dir(int dir_fd, uint32_t layer);
+Result<LayerDir> open_layer_dir(BorrowedFd dir_fd, uint32_t layer);
 
 struct ListEntry {
   std::string name;

@@ -21,9 +21,9 @@ constexpr uint8_t native_endian_flag() {
 
 }  // namespace
 
-Uuid filesystem_uuid(int fd) { return sys::filesystem_uuid(fd); }
+Uuid filesystem_uuid(BorrowedFd fd) { return sys::filesystem_uuid(fd); }
 
-std::optional<std::string> encode(int path_fd, const Uuid& uuid) {
+std::optional<std::string> encode(BorrowedFd path_fd, const Uuid& uuid) {
   auto fh = sys::handle_of(path_fd);
   if (!fh.ok() || kHeader + fh->bytes.size() > 255) return std::nullopt;
   std::string out;
@@ -37,7 +37,7 @@ std::optional<std::string> encode(int path_fd, const Uuid& uuid) {
   return out;
 }
 
-Result<UniqueFd> decode(std::string_view value, int mount_fd, const Uuid& uuid) {
+Result<UniqueFd> decode(std::string_view value, BorrowedFd mount_fd, const Uuid& uuid) {
   if (value.size() < kHeader || static_cast<uint8_t>(value[0]) != kVersion ||
       static_cast<uint8_t>(value[1]) != kMagic || static_cast<uint8_t>(value[2]) != value.size()) {
     return Errno{EINVAL};

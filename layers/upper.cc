@@ -28,7 +28,7 @@ Errno describe(const std::string& what, const std::string& path, const std::stri
 }
 
 // Whether `inner` is `outer` or lies below it.
-bool inside(int inner_fd, int outer_fd) {
+bool inside(BorrowedFd inner_fd, BorrowedFd outer_fd) {
   auto outer = sys::stat_fd(outer_fd);
   if (!outer.ok()) return false;
   auto fd = sys::open_at(inner_fd, ".", O_PATH | O_DIRECTORY);
@@ -45,7 +45,7 @@ bool inside(int inner_fd, int outer_fd) {
   return false;
 }
 
-Result<UniqueFd> lock_dir(int path_fd) {
+Result<UniqueFd> lock_dir(BorrowedFd path_fd) {
   auto fd = sys::reopen(path_fd, O_RDONLY | O_DIRECTORY);
   if (!fd.ok()) return fd;
   auto locked = sys::lock_exclusive(fd->get());
@@ -60,7 +60,7 @@ struct MarkerForms {
   bool device_whiteouts = false;
 };
 
-Result<MarkerForms> probe_markers(int work_fd, bool device_whiteouts) {
+Result<MarkerForms> probe_markers(BorrowedFd work_fd, bool device_whiteouts) {
   auto probe = sys::open_at(work_fd, "#probe", O_WRONLY | O_CREAT | O_EXCL, 0600);
   if (!probe.ok()) return probe.err();
   MarkerForms out;
@@ -74,7 +74,7 @@ Result<MarkerForms> probe_markers(int work_fd, bool device_whiteouts) {
 
 }  // namespace
 
-Result<void> remove_contents(int dir_fd) {
+Result<void> remove_contents(BorrowedFd dir_fd) {
   std::vector<std::pair<std::string, unsigned char>> entries;
   auto r = sys::read_dir(dir_fd, [&](const sys::DirEntry& e) {
     entries.emplace_back(std::string(e.name), e.type);
@@ -102,12 +102,12 @@ Result<void> remove_contents(int dir_fd) {
 Result<std::unique_ptr<Upper>> Upper::open(const std::string& upper_path,
                                            const std::string& work_path, bool device_whiteouts) {
   auto up = std::make_unique<Upper>();
-  auto upper = sys::open_at(AT_FDCWD, upper_path.c_str(), O_PATH | O_DIRECTORY);
+  auto upper = sys::open_at(kCwd, upper_path.c_str(), O_PATH | O_DIRECTORY);
   if (!upper.ok()) return upper.err().context("upperdir", upper_path);
   if (auto writable = sys::access_at(upper->get(), ".", W_OK | X_OK); !writable.ok()) {
     return writable.err().context("upperdir", upper_path);
   }
-  auto workdir = sys::open_at(AT_FDCWD, work_path.c_str(), O_PATH | O_DIRECTORY);
+  auto workdir = sys::open_at(kCwd, work_path.c_str(), O_PATH | O_DIRECTORY);
   if (!workdir.ok()) return workdir.err().context("workdir", work_path);
   auto ust = sys::stat_fd(upper->get());
   auto wst = sys::stat_fd(workdir->get());
@@ -168,7 +168,7 @@ Result<std::unique_ptr<Upper>> Upper::open(const std::string& upper_path,
 
 Result<std::unique_ptr<Upper>> Upper::open_target(const std::string& dir_path) {
   auto up = std::make_unique<Upper>();
-  auto dir = sys::open_at(AT_FDCWD, dir_path.c_str(), O_RDONLY | O_DIRECTORY);
+  auto dir = sys::open_at(kCwd, dir_path.c_str(), O_RDONLY | O_DIRECTORY);
   if (!dir.ok()) return dir.err().context("target", dir_path);
   auto st = sys::stat_fd(dir->get());
   if (!st.ok()) return st.err().context("target", dir_path);
@@ -223,7 +223,8 @@ std::string Upper::temp_name() {
   return buf;
 }
 
-Result<void> Upper::install(const std::string& temp, int dir_fd, const char* name, bool replace) {
+Result<void> Upper::install(const std::string& temp, BorrowedFd dir_fd, const char* name,
+                            bool replace) {
   auto moved =
       sys::rename_at(work_.get(), temp.c_str(), dir_fd, name, replace ? 0 : RENAME_NOREPLACE);
   if (moved.ok()) return {};
@@ -248,7 +249,7 @@ void Upper::discard(const std::string& temp) {
   }
 }
 
-Result<void> Upper::make_whiteout(int dir_fd, const char* name) {
+Result<void> Upper::make_whiteout(BorrowedFd dir_fd, const char* name) {
   std::string temp = temp_name();
   if (device_whiteouts_) {
     auto made = sys::make_node_at(work_.get(), temp.c_str(), S_IFCHR, makedev(0, 0));
@@ -276,25 +277,25 @@ Result<void> Upper::make_whiteout(int dir_fd, const char* name) {
   return {};
 }
 
-Upper::Marker Upper::whiteout_at(int dir_fd, const char* name) {
+Upper::Marker Upper::whiteout_at(BorrowedFd dir_fd, const char* name) {
   auto st = sys::stat_at(dir_fd, name);
   if (st.ok()) return Whiteout::is_device_whiteout(*st) ? Marker::kDevice : Marker::kNone;
   std::string marker = std::string(Whiteout::kPrefix) + name;
   return sys::stat_at(dir_fd, marker.c_str()).ok() ? Marker::kFile : Marker::kNone;
 }
 
-Result<void> Upper::clear_whiteout_file(int dir_fd, const char* name) {
+Result<void> Upper::clear_whiteout_file(BorrowedFd dir_fd, const char* name) {
   std::string marker = std::string(Whiteout::kPrefix) + name;
   auto gone = sys::unlink_at(dir_fd, marker.c_str());
   if (!gone.ok() && gone.error() != ENOENT) return gone;
   return {};
 }
 
-Result<void> Upper::mark_opaque(int dir_fd) {
+Result<void> Upper::mark_opaque(BorrowedFd dir_fd) {
   return sys::set_xattr(dir_fd, (prefix_ + "opaque").c_str(), "y");
 }
 
-Result<void> Upper::opaque_after_move(int dir_fd, bool merges, bool into_merged) {
+Result<void> Upper::opaque_after_move(BorrowedFd dir_fd, bool merges, bool into_merged) {
   if (merges || !into_merged) return {};
   auto opaque = is_opaque(dir_fd);
   if (!opaque.ok()) return opaque.err();
@@ -302,14 +303,14 @@ Result<void> Upper::opaque_after_move(int dir_fd, bool merges, bool into_merged)
   return mark_opaque(dir_fd);
 }
 
-Result<std::string> Upper::redirect(int dir_fd) const {
+Result<std::string> Upper::redirect(BorrowedFd dir_fd) const {
   std::string name = prefix_ + "redirect";
   auto v = sys::get_xattr(dir_fd, name.c_str());
   if (!v.ok() && (v.error() == ENODATA || v.error() == EOPNOTSUPP)) return std::string();
   return v;
 }
 
-Result<void> Upper::set_redirect(int dir_fd, const std::string& redirect) {
+Result<void> Upper::set_redirect(BorrowedFd dir_fd, const std::string& redirect) {
   return sys::set_xattr(dir_fd, (prefix_ + "redirect").c_str(), redirect);
 }
 
@@ -338,11 +339,11 @@ NewEntry NewEntry::plan(Kind kind, const struct stat& shown_parent, uid_t uid, g
   return e;
 }
 
-Result<Upper::Made> Upper::create(int dir_fd, const char* name, const NewEntry& e) {
+Result<Upper::Made> Upper::create(BorrowedFd dir_fd, const char* name, const NewEntry& e) {
   // The kernel creates only names the merge does not show: the upper holds nothing there, or
   // a whiteout.
   const Marker marker = whiteout_at(dir_fd, name);
-  const int work = work_.get();
+  const BorrowedFd work = work_.get();
   const std::string temp = temp_name();
   Made out;
   Result<void> made;
@@ -404,7 +405,7 @@ Result<Upper::Made> Upper::create(int dir_fd, const char* name, const NewEntry& 
   return out;
 }
 
-Result<void> Upper::remove(int dir_fd, const char* name, bool in_upper, bool is_dir,
+Result<void> Upper::remove(BorrowedFd dir_fd, const char* name, bool in_upper, bool is_dir,
                            bool lower_shows) {
   if (!in_upper || lower_shows) return make_whiteout(dir_fd, name);
   auto gone = sys::unlink_at(dir_fd, name, is_dir ? AT_REMOVEDIR : 0);
@@ -417,8 +418,8 @@ Result<void> Upper::remove(int dir_fd, const char* name, bool in_upper, bool is_
   return {};
 }
 
-Result<void> Upper::move(int from, const char* name, int to, const char* new_name, bool is_dir,
-                         bool lower_shows_old) {
+Result<void> Upper::move(BorrowedFd from, const char* name, BorrowedFd to, const char* new_name,
+                         bool is_dir, bool lower_shows_old) {
   const Marker marker = whiteout_at(to, new_name);
   if (is_dir && marker == Marker::kDevice) {
     // A directory cannot replace a whiteout by rename; swap them, and the whiteout lands on
@@ -444,8 +445,9 @@ Result<void> Upper::move(int from, const char* name, int to, const char* new_nam
   return {};
 }
 
-Result<void> Upper::link(int to, const char* new_name,
-                         const std::function<Result<void>(int dir, const char* name)>& make_link) {
+Result<void> Upper::link(
+    BorrowedFd to, const char* new_name,
+    const std::function<Result<void>(BorrowedFd dir, const char* name)>& make_link) {
   const Marker marker = whiteout_at(to, new_name);
   if (marker == Marker::kDevice) {
     const std::string temp = temp_name();
@@ -462,7 +464,7 @@ Result<void> Upper::link(int to, const char* new_name,
   return {};
 }
 
-Result<bool> Upper::is_opaque(int dir_fd) {
+Result<bool> Upper::is_opaque(BorrowedFd dir_fd) {
   auto marks = Whiteout::dir_marks(dir_fd);
   if (!marks.ok()) return marks.err();
   return marks->opaque;

@@ -71,8 +71,8 @@ class Upper {
   static Result<std::unique_ptr<Upper>> open_target(const std::string& dir_path);
   ~Upper();
 
-  int upper_fd() const { return upper_.get(); }  // O_RDONLY | O_DIRECTORY; locked by open()
-  int work_fd() const { return work_.get(); }    // O_PATH on workdir/work
+  BorrowedFd upper_fd() const { return upper_.get(); }  // O_RDONLY | O_DIRECTORY; locked by open()
+  BorrowedFd work_fd() const { return work_.get(); }    // O_PATH on workdir/work
   dev_t dev() const { return dev_; }
   // "trusted.overlay." or "user.overlay.": the namespace this upper's markers are written in.
   const std::string& xattr_prefix() const { return prefix_; }
@@ -85,21 +85,21 @@ class Upper {
   // Makes `name` in `dir_fd` (a directory of the upper) a whiteout, replacing whatever is there
   // (a directory with its contents): in one rename for a device whiteout; a ".wh." marker is
   // written first, then the name removed.
-  Result<void> make_whiteout(int dir_fd, const char* name);
+  Result<void> make_whiteout(BorrowedFd dir_fd, const char* name);
   // The whiteout the upper directory dir_fd holds for `name`: a device at the name (which a new
   // object replaces by rename), a ".wh.NAME" marker beside the absent name (removed once the
   // new object is in place), or none.
   enum class Marker { kNone, kDevice, kFile };
-  static Marker whiteout_at(int dir_fd, const char* name);
+  static Marker whiteout_at(BorrowedFd dir_fd, const char* name);
   // Removes a ".wh.NAME" marker, once NAME itself has been put in place (the upper's own name
   // shows whether or not the marker is there, so the order is crash-safe).
-  static Result<void> clear_whiteout_file(int dir_fd, const char* name);
+  static Result<void> clear_whiteout_file(BorrowedFd dir_fd, const char* name);
   // Marks a directory of the upper opaque.
-  Result<void> mark_opaque(int dir_fd);
+  Result<void> mark_opaque(BorrowedFd dir_fd);
   // The redirect a directory of the upper carries (empty: none), and setting one (see
   // layers/merge.h for what it means).
-  Result<std::string> redirect(int dir_fd) const;
-  Result<void> set_redirect(int dir_fd, const std::string& redirect);
+  Result<std::string> redirect(BorrowedFd dir_fd) const;
+  Result<void> set_redirect(BorrowedFd dir_fd, const std::string& redirect);
   // The name `name` of the upper directory dir_fd, which the merge does not show (nothing is
   // there, or a whiteout), becomes `e`: built in the work dir, owned and moded, made opaque if
   // it is a directory replacing a whiteout (nothing of what was deleted may show through),
@@ -109,35 +109,36 @@ class Upper {
     struct stat st;
     UniqueFd fd;
   };
-  Result<Made> create(int dir_fd, const char* name, const NewEntry& e);
+  Result<Made> create(BorrowedFd dir_fd, const char* name, const NewEntry& e);
   // Removes `name` from the upper directory dir_fd: a whiteout where `lower_shows` (a lower
   // layer still has the name) or where the object is not in the upper at all (`in_upper`
   // false), else the entry itself. A directory is swapped with its whiteout and removed in the
   // work dir, so the name never shows the lower directory in between; one removed outright
   // that still has contents is moved into the work dir in one rename and emptied there.
-  Result<void> remove(int dir_fd, const char* name, bool in_upper, bool is_dir, bool lower_shows);
+  Result<void> remove(BorrowedFd dir_fd, const char* name, bool in_upper, bool is_dir,
+                      bool lower_shows);
   // Moves `name` of the upper directory `from` to `new_name` of `to` (both upper copies),
   // replacing what the merge shows there, with a whiteout left at the old name where
   // `lower_shows_old`. A whiteout at the new name is replaced (a directory takes its place by
   // exchange), a ".wh." marker there removed after.
-  Result<void> move(int from, const char* name, int to, const char* new_name, bool is_dir,
-                    bool lower_shows_old);
+  Result<void> move(BorrowedFd from, const char* name, BorrowedFd to, const char* new_name,
+                    bool is_dir, bool lower_shows_old);
   // Makes `new_name` in the upper directory `to` by `make_link(dir, name)`, over a whiteout
   // there if there is one.
-  Result<void> link(int to, const char* new_name,
-                    const std::function<Result<void>(int dir, const char* name)>& make_link);
+  Result<void> link(BorrowedFd to, const char* new_name,
+                    const std::function<Result<void>(BorrowedFd dir, const char* name)>& make_link);
   // After the upper directory dir_fd was moved (renamed) into a directory that merges lower
   // copies (`into_merged`): unless it merges copies of its own (`merges`, which its redirect
   // keeps apart), it is made opaque, so that nothing a lower layer has under its new name shows
   // through it, as kernel overlayfs does.
-  Result<void> opaque_after_move(int dir_fd, bool merges, bool into_merged);
+  Result<void> opaque_after_move(BorrowedFd dir_fd, bool merges, bool into_merged);
   // Whether a directory is opaque, by every marker form (Whiteout::dir_marks).
-  static Result<bool> is_opaque(int dir_fd);
+  static Result<bool> is_opaque(BorrowedFd dir_fd);
 
   // Renames the work-dir entry `temp` to `name` in dir_fd; with `replace` it may replace an
   // existing entry (a directory and a non-directory replace each other by exchange, and what
   // was replaced is removed), else it fails with EEXIST.
-  Result<void> install(const std::string& temp, int dir_fd, const char* name, bool replace);
+  Result<void> install(const std::string& temp, BorrowedFd dir_fd, const char* name, bool replace);
   // Removes a work-dir entry (a directory with everything in it).
   void discard(const std::string& temp);
   // The mount did not happen: removes workdir/work if open() made it, so a failed mount leaves
@@ -158,6 +159,6 @@ class Upper {
 
 // Removes everything below the directory dir_fd (not the directory itself), without following
 // symlinks. Used to empty the work dir.
-Result<void> remove_contents(int dir_fd);
+Result<void> remove_contents(BorrowedFd dir_fd);
 
 }  // namespace layerfs

@@ -43,7 +43,8 @@ Whiteout::Name Whiteout::classify_name(std::string_view name) {
   return Name::kWhiteoutFile;
 }
 
-Result<bool> Whiteout::is_xattr_whiteout(int parent_fd, const char* name, const struct stat& st) {
+Result<bool> Whiteout::is_xattr_whiteout(BorrowedFd parent_fd, const char* name,
+                                         const struct stat& st) {
   if (!S_ISREG(st.st_mode) || st.st_size != 0) return false;
   auto fd = sys::open_path(parent_fd, name);
   if (!fd.ok()) return fd.err();
@@ -55,7 +56,7 @@ Result<bool> Whiteout::is_xattr_whiteout(int parent_fd, const char* name, const 
   return false;
 }
 
-Result<Whiteout::DirMarks> Whiteout::dir_marks(int dir_fd) {
+Result<Whiteout::DirMarks> Whiteout::dir_marks(BorrowedFd dir_fd) {
   DirMarks marks;
   // One listxattr answers "no markers" for nearly every directory; values are read only for
   // the names that are present.

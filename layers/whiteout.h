@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "layers/base/result.h"
+#include "layers/base/unique_fd.h"
 
 namespace layerfs {
 
@@ -40,7 +41,8 @@ class Whiteout {
 
   // A zero-size regular file with an overlay.whiteout xattr. Only consulted in directories whose
   // marks say they hold such files, as kernel overlayfs does.
-  static Result<bool> is_xattr_whiteout(int parent_fd, const char* name, const struct stat& st);
+  static Result<bool> is_xattr_whiteout(BorrowedFd parent_fd, const char* name,
+                                        const struct stat& st);
 
   struct DirMarks {
     bool opaque = false;      // hides the same directory in every layer below
@@ -49,7 +51,7 @@ class Whiteout {
   };
   // Reads the markers of the directory behind dir_fd (any fd, O_PATH included). A marker that
   // cannot be read is an error, never "no marker": deleted content must not show through.
-  static Result<DirMarks> dir_marks(int dir_fd);
+  static Result<DirMarks> dir_marks(BorrowedFd dir_fd);
 
   // Whether an xattr name is overlay-private: such xattrs are never listed, read or copied.
   static bool is_private_xattr(std::string_view name);

@@ -22,7 +22,7 @@ constexpr unsigned long kGetFsUuid = _IOR(0x15, 0, FsUuid);
 
 }  // namespace
 
-Result<FileHandle> handle_of(int fd) {
+Result<FileHandle> handle_of(BorrowedFd fd) {
   std::vector<char> buf(sizeof(file_handle) + kMaxHandle);
   auto* fh = reinterpret_cast<file_handle*>(buf.data());
   fh->handle_bytes = kMaxHandle;
@@ -32,7 +32,7 @@ Result<FileHandle> handle_of(int fd) {
                     std::string(reinterpret_cast<const char*>(fh->f_handle), fh->handle_bytes)};
 }
 
-Result<UniqueFd> open_handle(int mount_fd, const FileHandle& handle) {
+Result<UniqueFd> open_handle(BorrowedFd mount_fd, const FileHandle& handle) {
   std::vector<char> buf(sizeof(file_handle) + handle.bytes.size());
   auto* fh = reinterpret_cast<file_handle*>(buf.data());
   fh->handle_bytes = static_cast<unsigned>(handle.bytes.size());
@@ -43,7 +43,7 @@ Result<UniqueFd> open_handle(int mount_fd, const FileHandle& handle) {
   return UniqueFd(fd);
 }
 
-std::array<uint8_t, 16> filesystem_uuid(int fd) {
+std::array<uint8_t, 16> filesystem_uuid(BorrowedFd fd) {
   std::array<uint8_t, 16> out{};
   auto dir = reopen(fd, O_RDONLY | O_DIRECTORY);
   if (!dir.ok()) return out;

@@ -11,7 +11,7 @@
 
 namespace layerfs::sys {
 
-Result<UniqueFd> clone_mount(int fd) {
+Result<UniqueFd> clone_mount(BorrowedFd fd) {
   long r = ::syscall(SYS_open_tree, fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
   if (r < 0) return last_errno();
   return UniqueFd(static_cast<int>(r));

@@ -12,7 +12,7 @@ namespace layerfs::sys {
 // AT_RECURSIVE): names resolved below it never cross into a mount made inside the directory,
 // as kernel overlayfs sees its layers through private clones of their mounts. Needs
 // CAP_SYS_ADMIN over the mount namespace; EPERM or EINVAL (locked submounts) otherwise.
-Result<UniqueFd> clone_mount(int fd);
+Result<UniqueFd> clone_mount(BorrowedFd fd);
 
 // Detaches the mount at `path` (umount2 with MNT_DETACH); where the process may not, a FUSE
 // mount is detached by fusermount3 -u -z, as an ordinary user unmounts one.

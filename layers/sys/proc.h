@@ -7,15 +7,17 @@
 #include <string>
 #include <string_view>
 
+#include "layers/base/unique_fd.h"
+
 namespace layerfs::sys {
 
 class FdPath {
  public:
   // The object behind `fd` itself.
-  explicit FdPath(int fd) { std::snprintf(buf_, sizeof buf_, "/proc/self/fd/%d", fd); }
+  explicit FdPath(BorrowedFd fd) { std::snprintf(buf_, sizeof buf_, "/proc/self/fd/%d", fd.raw()); }
   // The entry `name` of the directory behind `dir_fd` (a call on it follows no symlink in
   // `name` unless the call itself does).
-  FdPath(int dir_fd, std::string_view name) : FdPath(dir_fd) {
+  FdPath(BorrowedFd dir_fd, std::string_view name) : FdPath(dir_fd) {
     long_ = buf_;
     long_ += '/';
     long_ += name;

@@ -47,7 +47,7 @@ Result<std::string> real_path(const char* path) {
 }
 
 size_t count_open_fds() {
-  auto dir = open_at(AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY);
+  auto dir = open_at(kCwd, "/proc/self/fd", O_RDONLY | O_DIRECTORY);
   if (!dir.ok()) return 0;
   size_t n = 0;
   (void)read_dir(dir->get(), [&](const DirEntry&) {

@@ -31,40 +31,40 @@ Result<std::string> grow(Call call, size_t first) {
 
 }  // namespace
 
-Result<size_t> get_xattr(int fd, const char* name, void* value, size_t size) {
+Result<size_t> get_xattr(BorrowedFd fd, const char* name, void* value, size_t size) {
   return sized(::getxattr(FdPath(fd).c_str(), name, value, size));
 }
 
-Result<std::string> get_xattr(int fd, const char* name) {
+Result<std::string> get_xattr(BorrowedFd fd, const char* name) {
   return grow([&](char* buf, size_t size) { return get_xattr(fd, name, buf, size); }, 64);
 }
 
-Result<size_t> list_xattr(int fd, char* list, size_t size) {
+Result<size_t> list_xattr(BorrowedFd fd, char* list, size_t size) {
   return sized(::listxattr(FdPath(fd).c_str(), list, size));
 }
 
-Result<std::string> list_xattr(int fd) {
+Result<std::string> list_xattr(BorrowedFd fd) {
   return grow([&](char* buf, size_t size) { return list_xattr(fd, buf, size); }, 256);
 }
 
-Result<void> set_xattr(int fd, const char* name, std::string_view value, int flags) {
+Result<void> set_xattr(BorrowedFd fd, const char* name, std::string_view value, int flags) {
   if (::setxattr(FdPath(fd).c_str(), name, value.data(), value.size(), flags) != 0) {
     return last_errno();
   }
   return {};
 }
 
-Result<void> remove_xattr(int fd, const char* name) {
+Result<void> remove_xattr(BorrowedFd fd, const char* name) {
   if (::removexattr(FdPath(fd).c_str(), name) != 0) return last_errno();
   return {};
 }
 
-Result<size_t> get_xattr_at(int dir_fd, const char* entry, const char* name, void* value,
+Result<size_t> get_xattr_at(BorrowedFd dir_fd, const char* entry, const char* name, void* value,
                             size_t size) {
   return sized(::lgetxattr(FdPath(dir_fd, entry).c_str(), name, value, size));
 }
 
-Result<size_t> list_xattr_at(int dir_fd, const char* entry, char* list, size_t size) {
+Result<size_t> list_xattr_at(BorrowedFd dir_fd, const char* entry, char* list, size_t size) {
   return sized(::llistxattr(FdPath(dir_fd, entry).c_str(), list, size));
 }
 

@@ -120,8 +120,10 @@ TEST(Acl, ANewObjectGetsTheDefaultAclOrTheUmask) {
   const std::string def = acl_xattr({{kUserObj, 7}, {kGroupObj, 5}, {kOther, 0}});
   const bool has_acls =
       lsetxattr((t / "inheriting").c_str(), acl::kDefault, def.data(), def.size(), 0) == 0;
-  auto fd = [&](const char* d) { return open((t / d).c_str(), O_RDONLY | O_DIRECTORY); };
-  const int plain = fd("plain");
+  auto fd = [&](const char* d) {
+    return BorrowedFd(open((t / d).c_str(), O_RDONLY | O_DIRECTORY));
+  };
+  const BorrowedFd plain = fd("plain");
   auto on = acl::for_new_object(plain, 0666, false, 022, true);
   ASSERT_TRUE(on.ok());
   EXPECT_EQ(on->mode, 0644u);
@@ -131,7 +133,7 @@ TEST(Acl, ANewObjectGetsTheDefaultAclOrTheUmask) {
   EXPECT_EQ(off->mode, 0666u);
   close(plain);
   if (!has_acls) GTEST_SKIP() << "the filesystem of " << t.path() << " has no POSIX ACLs";
-  const int inheriting = fd("inheriting");
+  const BorrowedFd inheriting = fd("inheriting");
   auto from_acl = acl::for_new_object(inheriting, 0777, true, 077, true);
   close(inheriting);
   ASSERT_TRUE(from_acl.ok());

@@ -21,7 +21,7 @@ using test::TempDir;
 namespace fs = std::filesystem;
 
 UniqueFd dir_fd(const fs::path& p) {
-  return std::move(*sys::open_at(AT_FDCWD, p.c_str(), O_PATH | O_DIRECTORY));
+  return std::move(*sys::open_at(kCwd, p.c_str(), O_PATH | O_DIRECTORY));
 }
 
 std::unique_ptr<Upper> open_upper(const fs::path& upper, const fs::path& work) {

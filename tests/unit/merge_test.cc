@@ -30,7 +30,7 @@ class MergeTest : public ::testing::Test {
     std::vector<LayerDir> out;
     uint32_t i = 0;
     for (const auto& p : {top_, mid_, base_}) {
-      auto fd = sys::open_at(AT_FDCWD, p.c_str(), O_PATH | O_DIRECTORY);
+      auto fd = sys::open_at(kCwd, p.c_str(), O_PATH | O_DIRECTORY);
       out.push_back(std::move(*open_layer_dir(fd->get(), i++)));
     }
     return out;
@@ -301,7 +301,7 @@ TEST_F(MergeTest, HundredsOfLayers) {
     auto layer = many / std::to_string(i);
     test::write_file(layer / ("f" + std::to_string(i)), "");
     if (i % 2 == 1) test::make_whiteout(layer / ("f" + std::to_string(i + 1)));
-    auto fd = sys::open_at(AT_FDCWD, layer.c_str(), O_PATH | O_DIRECTORY);
+    auto fd = sys::open_at(kCwd, layer.c_str(), O_PATH | O_DIRECTORY);
     dirs.push_back(std::move(*open_layer_dir(fd->get(), i)));
   }
   auto names = listing(dirs);

@@ -17,7 +17,7 @@ using test::TempDir;
 TEST(Origin, EncodesTheKernelLayoutAndDecodesToTheSameFile) {
   TempDir t("origin");
   test::write_file(t / "f", "x");
-  auto fd = sys::open_path(AT_FDCWD, (t / "f").c_str());
+  auto fd = sys::open_path(kCwd, (t / "f").c_str());
   ASSERT_TRUE(fd.ok());
   const origin::Uuid uuid = origin::filesystem_uuid(fd->get());
   auto value = origin::encode(fd->get(), uuid);
@@ -28,7 +28,7 @@ TEST(Origin, EncodesTheKernelLayoutAndDecodesToTheSameFile) {
   EXPECT_EQ(static_cast<uint8_t>((*value)[2]), value->size());
   EXPECT_EQ(value->substr(5, 16), std::string(reinterpret_cast<const char*>(uuid.data()), 16));
 
-  auto mount_fd = sys::open_at(AT_FDCWD, t.path().c_str(), O_RDONLY | O_DIRECTORY);
+  auto mount_fd = sys::open_at(kCwd, t.path().c_str(), O_RDONLY | O_DIRECTORY);
   ASSERT_TRUE(mount_fd.ok());
   // What is not an origin, or names another filesystem, is told apart before any decoding.
   std::string bad_magic = *value;

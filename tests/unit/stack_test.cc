@@ -78,16 +78,16 @@ class StackModel : public ::testing::Test {
             test::NodeInfo info;
             info.st = r->st;
             // A read-only stack: no upper prefix, no upper directory.
-            info.st.st_ino = shown_ino(stack, "", -1, e.name.c_str(), *r);
+            info.st.st_ino = shown_ino(stack, "", BorrowedFd(), e.name.c_str(), *r);
             if (S_ISDIR(r->st.st_mode)) {
               info.st.st_nlink = shown_dir_nlink(r->st.st_nlink, r->dirs.size() > 1);
             }
             auto refs_ = refs(dirs);
-            EXPECT_EQ(listed_ino(stack, "", -1, e, refs_, nullptr, {}), info.st.st_ino)
+            EXPECT_EQ(listed_ino(stack, "", BorrowedFd(), e, refs_, nullptr, {}), info.st.st_ino)
                 << path << ": the listing's number is the object's";
             const auto real = (r->layer == 0 ? top_ : r->layer == 1 ? mid_ : base_) / path;
             if (S_ISREG(r->st.st_mode)) info.content = test::read_file(real);
-            if (S_ISLNK(r->st.st_mode)) info.link = *sys::read_link_at(AT_FDCWD, real.c_str());
+            if (S_ISLNK(r->st.st_mode)) info.link = *sys::read_link_at(kCwd, real.c_str());
             const test::Tree own = test::snapshot(real, {.content = false});
             for (const auto& [k, v] : own.at("").xattrs) {
               if (!Whiteout::is_private_xattr(k)) info.xattrs[k] = v;
@@ -120,7 +120,7 @@ TEST_F(StackModel, ExplainSaysWhatBecameOfEachLayersEntry) {
   std::vector<LayerDir> roots;
   uint32_t i = 0;
   for (const auto& p : {top_, mid_, base_}) {
-    auto fd = sys::open_at(AT_FDCWD, p.c_str(), O_PATH | O_DIRECTORY);
+    auto fd = sys::open_at(kCwd, p.c_str(), O_PATH | O_DIRECTORY);
     roots.push_back(std::move(*open_layer_dir(fd->get(), i++)));
   }
   auto refs_ = refs(roots);

@@ -18,7 +18,7 @@ using test::TempDir;
 namespace fs = std::filesystem;
 
 UniqueFd dir_fd(const fs::path& p) {
-  return std::move(*sys::open_at(AT_FDCWD, p.c_str(), O_PATH | O_DIRECTORY));
+  return std::move(*sys::open_at(kCwd, p.c_str(), O_PATH | O_DIRECTORY));
 }
 
 std::unique_ptr<Upper> open_upper(const fs::path& upper, const fs::path& work) {
@@ -117,7 +117,7 @@ TEST(Upper, ApplyOntoAPlainDirectoryDeletesInsteadOfWritingWhiteouts) {
   EXPECT_TRUE(second.ok()) << "a target is not locked: " << second.err().message();
   second = Errno{0};
 
-  const int root = target.upper_fd();
+  const BorrowedFd root = target.upper_fd();
   EXPECT_TRUE(target.remove(root, "gone", true, false, false).ok());
   EXPECT_TRUE(target.remove(root, "tree", true, true, false).ok());
   struct stat parent = *sys::stat_fd(root);

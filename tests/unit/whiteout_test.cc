@@ -14,7 +14,7 @@ namespace {
 using test::TempDir;
 
 UniqueFd open_dir(const std::filesystem::path& p) {
-  return std::move(*sys::open_at(AT_FDCWD, p.c_str(), O_PATH | O_DIRECTORY));
+  return std::move(*sys::open_at(kCwd, p.c_str(), O_PATH | O_DIRECTORY));
 }
 
 TEST(Whiteout, ClassifiesNames) {
