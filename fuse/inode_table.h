@@ -2,7 +2,7 @@
 //
 // Locks (they hold for every file in fuse/), in the order the code takes them:
 // 1. Inode::copy_up_mu (per object): held while that object is copied up, the one lock held
-//    across syscalls. Daemon::copy_up takes the child's before its parent's (the parents are
+//    across syscalls. tree::copy_up takes the child's before its parent's (the parents are
 //    copied first, from inside the child's copy-up): child before parent, never the reverse.
 //    It guards nothing but the copy-up itself; only a copy-up of the same object waits on it.
 // 2. InodeTable::mu_ (the table): the maps from identities and node ids to inodes, every
