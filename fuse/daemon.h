@@ -96,6 +96,8 @@ struct MountConfig {
   bool follow_redirects = true;
   bool write_redirects = false;
   std::vector<DirRef> roots;  // every layer's root, top first, with the layers' fds
+  // What the root answers for getxattr(kLayersXattr): the layers, for the tools.
+  std::string layers_answer;
   Redirects redirects() const { return Redirects{follow_redirects, roots}; }
 };
 

@@ -8,6 +8,7 @@
 #include "fuse/daemon.h"
 #include "fuse/merged_tree.h"
 #include "layers/acl.h"
+#include "layers/source.h"
 #include "layers/sys/fs.h"
 #include "layers/sys/xattr.h"
 #include "layers/whiteout.h"
@@ -39,6 +40,10 @@ bool hidden_from(fuse_req_t req, std::string_view name) {
 }
 
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  // The tools ask the root which layers the mount has (layers/source.h); it is never listed.
+  if (ino == FUSE_ROOT_ID && std::string_view(name) == kLayersXattr) {
+    return reply_sized(req, Daemon::of(req).config.layers_answer, size);
+  }
   if (is_acl(name) && !Daemon::of(req).acl) return (void)fuse_reply_err(req, EOPNOTSUPP);
   if (hidden_from(req, name)) return (void)fuse_reply_err(req, ENODATA);
   auto fd = Daemon::of(req).inode(ino).path_fd();

@@ -149,6 +149,16 @@ Result<std::unique_ptr<Session>> Session::prepare(const Options& opts) {
   config.follow_redirects = opts.redirect_dir == "on" || opts.redirect_dir == "follow" ||
                             (opts.redirect_dir == "off" && !user_xattrs);
   config.roots = roots;
+  auto answer = [&](const char* key, const std::string& path) {
+    auto full = sys::real_path(path.c_str());
+    config.layers_answer += std::string(key) + "=" + (full.ok() ? *full : path);
+    config.layers_answer += '\0';
+  };
+  if (!opts.upperdir.empty()) {
+    answer("upperdir", opts.upperdir);
+    answer("workdir", opts.workdir);
+  }
+  for (const std::string& lower : opts.lowerdirs) answer("lowerdir", lower);
   if (opts.xattr_permissions != XattrPermissions::kOff) {
     config.view.override_xattr = opts.xattr_permissions == XattrPermissions::kPrivileged
                                      ? StatOverride::kPrivileged

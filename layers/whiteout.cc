@@ -33,7 +33,59 @@ bool list_has(std::string_view list, std::string_view name) {
   return false;
 }
 
+// One directory mark from its xattr's value: the rules dir_marks and dir_marks_of share.
+void read_mark(Whiteout::DirMarks& marks, std::string_view name, std::string_view value) {
+  for (const char* x : kOpaqueXattrs) {
+    if (name != x || value.empty()) continue;
+    if (value[0] == 'y') marks.opaque = true;
+    if (value[0] == 'x') marks.xwhiteouts = true;
+  }
+  for (const char* x : kWhiteoutsXattrs) {
+    if (name == x) marks.xwhiteouts = true;
+  }
+  for (const char* x : kRedirectXattrs) {
+    if (name == x && marks.redirect.empty()) marks.redirect = std::string(value);
+  }
+}
+
 }  // namespace
+
+bool Whiteout::is_mark_xattr(std::string_view name) {
+  for (const char* x : kOpaqueXattrs) {
+    if (name == x) return true;
+  }
+  for (const char* x : kWhiteoutsXattrs) {
+    if (name == x) return true;
+  }
+  for (const char* x : kRedirectXattrs) {
+    if (name == x) return true;
+  }
+  return false;
+}
+
+Whiteout::DirMarks Whiteout::dir_marks_of(const Xattrs& xattrs, bool has_opaque_file) {
+  DirMarks marks;
+  // In the order dir_marks reads them: opaque, whiteouts, redirect (the first one found).
+  for (const char* x : kOpaqueXattrs) {
+    if (auto it = xattrs.find(x); it != xattrs.end()) read_mark(marks, x, it->second);
+  }
+  for (const char* x : kWhiteoutsXattrs) {
+    if (auto it = xattrs.find(x); it != xattrs.end()) read_mark(marks, x, it->second);
+  }
+  for (const char* x : kRedirectXattrs) {
+    if (auto it = xattrs.find(x); it != xattrs.end()) read_mark(marks, x, it->second);
+  }
+  if (has_opaque_file) marks.opaque = true;
+  return marks;
+}
+
+bool Whiteout::is_xattr_whiteout_of(const struct stat& st, const Xattrs& xattrs) {
+  if (!S_ISREG(st.st_mode) || st.st_size != 0) return false;
+  for (const char* x : kWhiteoutXattrs) {
+    if (xattrs.contains(x)) return true;
+  }
+  return false;
+}
 
 Whiteout::Name Whiteout::classify_name(std::string_view name) {
   if (!name.starts_with(kPrefix)) return Name::kPlain;
@@ -63,29 +115,18 @@ Result<Whiteout::DirMarks> Whiteout::dir_marks(BorrowedFd dir_fd) {
   auto names = sys::list_xattr(dir_fd);
   if (!names.ok() && !is_absent(names.error())) return names.err();
   if (names.ok() && !names->empty()) {
-    for (const char* x : kOpaqueXattrs) {
-      if (!list_has(*names, x)) continue;
+    // Values are read only for the mark names present, in dir_marks_of's order.
+    auto read = [&](const char* x) -> Result<void> {
+      if (!list_has(*names, x)) return {};
+      if (std::string_view(x).ends_with("redirect") && !marks.redirect.empty()) return {};
       auto v = sys::get_xattr(dir_fd, x);
-      if (!v.ok()) {
-        if (is_absent(v.error())) continue;
-        return v.err();
-      }
-      if (v->empty()) continue;
-      if ((*v)[0] == 'y') marks.opaque = true;
-      if ((*v)[0] == 'x') marks.xwhiteouts = true;
-    }
-    for (const char* x : kWhiteoutsXattrs) {
-      if (list_has(*names, x)) marks.xwhiteouts = true;
-    }
-    for (const char* x : kRedirectXattrs) {
-      if (!marks.redirect.empty() || !list_has(*names, x)) continue;
-      auto v = sys::get_xattr(dir_fd, x);
-      if (!v.ok()) {
-        if (is_absent(v.error())) continue;
-        return v.err();
-      }
-      marks.redirect = std::move(*v);
-    }
+      if (!v.ok()) return is_absent(v.error()) ? Result<void>() : v.err();
+      read_mark(marks, x, *v);
+      return {};
+    };
+    for (const char* x : kOpaqueXattrs) LAYERFS_TRY(read(x));
+    for (const char* x : kWhiteoutsXattrs) LAYERFS_TRY(read(x));
+    for (const char* x : kRedirectXattrs) LAYERFS_TRY(read(x));
   }
   if (!marks.opaque) {
     std::string opq(kOpaqueFile);

@@ -11,6 +11,7 @@
 
 #include <sys/stat.h>
 
+#include <map>
 #include <string>
 #include <string_view>
 
@@ -52,6 +53,14 @@ class Whiteout {
   // Reads the markers of the directory behind dir_fd (any fd, O_PATH included). A marker that
   // cannot be read is an error, never "no marker": deleted content must not show through.
   static Result<DirMarks> dir_marks(BorrowedFd dir_fd);
+
+  // The same rules over what an archive or a reader already has in hand: an object's xattrs
+  // (name -> value) and, for a directory, whether it holds a ".wh..wh..opq" entry.
+  using Xattrs = std::map<std::string, std::string, std::less<>>;
+  static DirMarks dir_marks_of(const Xattrs& xattrs, bool has_opaque_file);
+  static bool is_xattr_whiteout_of(const struct stat& st, const Xattrs& xattrs);
+  // Whether a name is one the marks of a directory are read from (dir_marks_of needs them).
+  static bool is_mark_xattr(std::string_view name);
 
   // Whether an xattr name is overlay-private: such xattrs are never listed, read or copied.
   static bool is_private_xattr(std::string_view name);
