@@ -163,8 +163,7 @@ constexpr OptionRow kOptions[] = {
      [](Options& o, const std::string& raw) { return set_squash(o, raw, false); }},
     // fuse-overlayfs's switch for the kernel's writeback cache, which layerfs does not use:
     // writes reach the upper as they arrive either way.
-    {"writeback", Form::kEither,
-     [](Options&, const std::string&) -> Result<void> { return {}; }},
+    {"writeback", Form::kEither, [](Options&, const std::string&) -> Result<void> { return {}; }},
     {"xattr_permissions", Form::kValue,
      [](Options& o, const std::string& raw) -> Result<void> {
        const std::string v = unescape(raw);

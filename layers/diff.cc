@@ -115,8 +115,8 @@ std::vector<Change> diff_views(const MergedView& old_view, const MergedView& new
   return changes.sorted();
 }
 
-std::vector<Change> diff_layer(std::span<const LayerTree* const> below_layers,
-                               const LayerTree& top, const DiffOptions& opts) {
+std::vector<Change> diff_layer(std::span<const LayerTree* const> below_layers, const LayerTree& top,
+                               const DiffOptions& opts) {
   // containers/storage's overlay walk (OverlayChanges): the top layer's entries in path order,
   // each looked for in the layers below as they are on disk (a path any of them holds counts,
   // whatever hides it in the merge).
@@ -179,9 +179,9 @@ namespace layerfs {
 
 bool podman_hides(const std::string& path) {
   static const std::set<std::string, std::less<>> kInit = {
-      "/dev",         "/etc/hostname", "/etc/hosts",          "/etc/resolv.conf",
-      "/proc",        "/run",          "/run/notify",         "/run/.containerenv",
-      "/run/secrets", "/sys",          "/etc/mtab",          "/run/podman-init"};
+      "/dev",         "/etc/hostname", "/etc/hosts",  "/etc/resolv.conf",
+      "/proc",        "/run",          "/run/notify", "/run/.containerenv",
+      "/run/secrets", "/sys",          "/etc/mtab",   "/run/podman-init"};
   return kInit.contains(path);
 }
 

@@ -47,8 +47,8 @@ std::vector<Change> diff_views(const MergedView& old_view, const MergedView& new
 // not move (a copy-up for a change inside it); a whiteout of what is below, and an opaque
 // directory over one below (deleted and made again), are deleted (D), the opaque directory's
 // new children then added; the parent of an added or deleted path is changed. Sorted by path.
-std::vector<Change> diff_layer(std::span<const LayerTree* const> below_layers,
-                               const LayerTree& top, const DiffOptions& opts);
+std::vector<Change> diff_layer(std::span<const LayerTree* const> below_layers, const LayerTree& top,
+                               const DiffOptions& opts);
 
 // The paths podman leaves out of every diff (libpod's initInodes): what it writes into each
 // container's root (/etc/hosts, /run/.containerenv, mount points). `--podman` drops them.

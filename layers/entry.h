@@ -42,12 +42,12 @@ struct Entry {
   struct timespec mtime {};
   bool mtime_ns = true;  // false: the source keeps whole seconds (a tar without PAX times)
   dev_t rdev = 0;
-  std::string link;        // symlink target
-  std::string hardlink;    // tar: the earlier entry of this layer this one is a hard link to
-  uint64_t link_group = 0;  // entries sharing one object in the layer share a nonzero group
-  Xattrs xattrs;            // the object's own; overlay-private ones are not here
-  bool opaque = false;      // a directory that hides the same directory in the layers below
-  bool implied = false;     // a parent directory the source has no entry for (a tar's)
+  std::string link;             // symlink target
+  std::string hardlink;         // tar: the earlier entry of this layer this one is a hard link to
+  uint64_t link_group = 0;      // entries sharing one object in the layer share a nonzero group
+  Xattrs xattrs;                // the object's own; overlay-private ones are not here
+  bool opaque = false;          // a directory that hides the same directory in the layers below
+  bool implied = false;         // a parent directory the source has no entry for (a tar's)
   std::optional<Hash128> hash;  // regular files, where the reader hashed the content
   uint64_t allocated = 0;       // bytes on disk, where the source is a directory
 

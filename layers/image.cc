@@ -170,8 +170,8 @@ Result<Image> resolve_docker(const ReadMember& read, const std::string& ref,
     }
     if (ref.empty()) {
       if (chosen != nullptr) {
-        return failure(EINVAL, what + ": holds " + std::to_string(manifest->size()) +
-                                   " images; name one");
+        return failure(EINVAL,
+                       what + ": holds " + std::to_string(manifest->size()) + " images; name one");
       }
       chosen = &m;
       chosen_name = tags.empty() ? "" : tags[0];
@@ -209,7 +209,8 @@ Result<Image> resolve_docker(const ReadMember& read, const std::string& ref,
                               : "sha256:" + config_path.substr(0, config_path.find('.'));
   }
   // LayerSources (Docker 25+) gives sizes and media types.
-  if (auto sources = chosen->find("LayerSources"); sources != chosen->end() && sources->is_object()) {
+  if (auto sources = chosen->find("LayerSources");
+      sources != chosen->end() && sources->is_object()) {
     for (ImageLayer& layer : image.layers) {
       if (auto s = sources->find(layer.diff_id); s != sources->end() && s->is_object()) {
         layer.media_type = str(*s, "mediaType");

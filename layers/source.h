@@ -8,7 +8,8 @@
 //   layers:L0,L1,...        an explicit stack of single-layer forms (DIR or FILE), base first
 // A live mount: kernel overlayfs (its layers from /proc/self/mountinfo), layerfs (which
 // answers the xattr kLayersXattr on its root with them) or fuse-overlayfs (from its
-// daemon's command line).
+// daemon's command line; the paths there must be absolute, as podman gives them, since the
+// daemon leaves the directory it was started in).
 #pragma once
 
 #include <memory>

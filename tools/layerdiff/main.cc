@@ -4,10 +4,9 @@
 //   layerdiff diff --layer N SRC    what layer N (0 = base) changes over the layers below it
 // Exit status as diff(1): 0 no differences, 1 differences, 2 trouble.
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "layers/diff.h"
 #include "layers/source.h"
@@ -106,9 +105,9 @@ int run_diff(const DiffArgs& a) {
   size_t layer = n - 1;
   if (a.layer >= 0) {
     if (static_cast<size_t>(a.layer) >= n) {
-      return trouble(failure(EINVAL, "--layer " + std::to_string(a.layer) + ": '" +
-                                         a.sources[0] + "' has " + std::to_string(n) +
-                                         " layers (0 to " + std::to_string(n - 1) + ")"));
+      return trouble(failure(EINVAL, "--layer " + std::to_string(a.layer) + ": '" + a.sources[0] +
+                                         "' has " + std::to_string(n) + " layers (0 to " +
+                                         std::to_string(n - 1) + ")"));
     }
     layer = static_cast<size_t>(a.layer);
   } else if (!side->stack.top_is_upper) {
@@ -138,8 +137,9 @@ int main_impl(int argc, char** argv) {
   app.require_subcommand(1);
   DiffArgs d;
   CLI::App* diff = app.add_subcommand("diff", "what changed: OLD NEW, a live MOUNT, or --layer N");
-  diff->add_option("SOURCE", d.sources, "a directory, layer tar, oci:, oci-archive:, "
-                                        "docker-archive:, layers: or a live mount")
+  diff->add_option("SOURCE", d.sources,
+                   "a directory, layer tar, oci:, oci-archive:, "
+                   "docker-archive:, layers: or a live mount")
       ->required()
       ->expected(1, 2);
   diff->add_option("--layer", d.layer, "what layer N (0 = base) changes over those below it");
