@@ -222,3 +222,127 @@ Result<Image> resolve_docker(const ReadMember& read, const std::string& ref,
 }
 
 }  // namespace layerfs
+
+#include <sys/stat.h>
+#include <time.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "layers/digest.h"
+
+namespace layerfs {
+namespace {
+
+Result<void> write_atomically(const std::string& path, const std::string& text) {
+  const std::string temp = path + ".partial";
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.flush();
+    if (!out) return failure(EIO, "'" + temp + "': cannot be written");
+  }
+  std::error_code ec;
+  std::filesystem::rename(temp, path, ec);
+  if (ec) return failure(ec.value(), "'" + path + "': " + ec.message());
+  return {};
+}
+
+// Stores `text` as a blob of the layout; its descriptor's digest.
+Result<std::string> put_blob(const std::string& dir, const std::string& text) {
+  const std::string digest = Sha256::of(text);
+  LAYERFS_TRY(write_atomically(dir + "/" + blob_path(digest), text));
+  return digest;
+}
+
+std::string rfc3339(int64_t t) {
+  const time_t tt = static_cast<time_t>(t);
+  struct tm tm {};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+}  // namespace
+
+Result<std::string> append_layer(const std::string& dir, const std::string& ref,
+                                 const NewLayer& layer) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(dir + "/blobs/sha256", ec);
+  if (ec) return failure(ec.value(), "oci '" + dir + "': " + ec.message());
+  if (!fs::exists(dir + "/oci-layout")) {
+    LAYERFS_TRY(write_atomically(dir + "/oci-layout", R"({"imageLayoutVersion":"1.0.0"})"));
+  }
+  ReadMember read = [&](const std::string& path) -> Result<std::string> {
+    std::ifstream in(dir + "/" + path, std::ios::binary);
+    if (!in) return failure(ENOENT, "no such file");
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  const std::string what = "oci '" + dir + "'";
+  json index = {{"schemaVersion", 2}, {"manifests", json::array()}};
+  if (fs::exists(dir + "/index.json")) {
+    auto parsed = parse(read, "index.json", what);
+    if (!parsed.ok()) return parsed.err();
+    index = std::move(*parsed);
+    if (!index.contains("manifests") || !index["manifests"].is_array()) {
+      index["manifests"] = json::array();
+    }
+  }
+  json config = {{"architecture", "amd64"},
+                 {"os", "linux"},
+                 {"config", json::object()},
+                 {"rootfs", {{"type", "layers"}, {"diff_ids", json::array()}}},
+                 {"history", json::array()}};
+  json layers = json::array();
+  for (auto& m : index["manifests"]) {
+    if (!m.is_object() || !m.contains("annotations") || !m["annotations"].is_object()) continue;
+    if (m["annotations"].value(kRefName, "") != ref) continue;
+    auto manifest = parse(read, blob_path(str(m, "digest")), what);
+    if (!manifest.ok()) return manifest.err();
+    if (manifest->contains("layers")) layers = (*manifest)["layers"];
+    if (manifest->contains("config")) {
+      auto cfg = parse(read, blob_path(str((*manifest)["config"], "digest")), what);
+      if (!cfg.ok()) return cfg.err();
+      config = std::move(*cfg);
+    }
+    // The old image stays in the layout, untagged.
+    m["annotations"].erase(kRefName);
+    if (m["annotations"].empty()) m.erase("annotations");
+  }
+  fs::copy_file(layer.blob_file, dir + "/" + blob_path(layer.digest),
+                fs::copy_options::overwrite_existing, ec);
+  if (ec) return failure(ec.value(), what + ": " + ec.message());
+  config["rootfs"]["diff_ids"].push_back(layer.diff_id);
+  if (!config.contains("history") || !config["history"].is_array()) {
+    config["history"] = json::array();
+  }
+  config["history"].push_back({{"created", rfc3339(layer.created)},
+                               {"created_by", layer.created_by},
+                               {"comment", "layerdiff export"}});
+  config["created"] = rfc3339(layer.created);
+  const std::string config_text = config.dump();
+  auto config_digest = put_blob(dir, config_text);
+  if (!config_digest.ok()) return config_digest.err();
+  layers.push_back(
+      {{"mediaType", layer.media_type}, {"digest", layer.digest}, {"size", layer.size}});
+  json manifest = {{"schemaVersion", 2},
+                   {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                   {"config",
+                    {{"mediaType", "application/vnd.oci.image.config.v1+json"},
+                     {"digest", *config_digest},
+                     {"size", config_text.size()}}},
+                   {"layers", layers}};
+  const std::string manifest_text = manifest.dump();
+  auto manifest_digest = put_blob(dir, manifest_text);
+  if (!manifest_digest.ok()) return manifest_digest.err();
+  index["manifests"].push_back({{"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                                {"digest", *manifest_digest},
+                                {"size", manifest_text.size()},
+                                {"annotations", {{kRefName, ref}}}});
+  LAYERFS_TRY(write_atomically(dir + "/index.json", index.dump()));
+  return *manifest_digest;
+}
+
+}  // namespace layerfs

@@ -46,3 +46,25 @@ Result<Image> resolve_docker(const ReadMember& read, const std::string& ref,
 bool is_metadata_member(const std::string& path);
 
 }  // namespace layerfs
+
+namespace layerfs {
+
+// What a new layer is, for append_layer.
+struct NewLayer {
+  std::string blob_file;  // the layer tar as written (copied into the layout)
+  std::string digest;     // its sha256
+  std::string diff_id;
+  uint64_t size = 0;
+  std::string media_type;
+  std::string created_by;  // the history line
+  int64_t created = 0;     // seconds since the epoch, for the history entry
+};
+
+// Appends `layer` to the image tagged `ref` in the OCI layout `dir` (made if missing): a new
+// config (the DiffID and a history entry added) and manifest, tagged `ref` in index.json in
+// place of the old one (which stays, untagged). With no image tagged `ref`, the new image has
+// this layer alone. Returns the new manifest's digest.
+Result<std::string> append_layer(const std::string& dir, const std::string& ref,
+                                 const NewLayer& layer);
+
+}  // namespace layerfs

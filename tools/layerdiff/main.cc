@@ -3,12 +3,17 @@
 //   layerdiff diff MOUNT            what a live mount's upper changed over its lowers
 //   layerdiff diff --layer N SRC    what layer N (0 = base) changes over the layers below it
 // Exit status as diff(1): 0 no differences, 1 differences, 2 trouble.
+#include <time.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "layers/diff.h"
+#include "layers/export.h"
+#include "layers/image.h"
 #include "layers/source.h"
 
 namespace layerfs {
@@ -132,6 +137,104 @@ int run_diff(const DiffArgs& a) {
   return changes.empty() ? 0 : 1;
 }
 
+struct ExportArgs {
+  std::string source;
+  std::string out;
+  std::vector<std::string> lowers;
+  std::string into;
+  int64_t source_date_epoch = -1;
+  bool json = false;
+};
+
+int run_export(ExportArgs& a) {
+  if (a.source_date_epoch < 0) {
+    if (const char* env = getenv("SOURCE_DATE_EPOCH"); env != nullptr && *env != '\0') {
+      char* end = nullptr;
+      const long long v = strtoll(env, &end, 10);
+      if (*end != '\0' || v < 0) {
+        return trouble(failure(
+            EINVAL, std::string("SOURCE_DATE_EPOCH '") + env + "': not a number of seconds"));
+      }
+      a.source_date_epoch = v;
+    }
+  }
+  // The layer to write: a live mount's upper, an upper given with its lowers, or one layer.
+  auto stack = open_stack(a.source);
+  if (!stack.ok()) return trouble(stack.err());
+  if (stack->layers.size() != 1 && !stack->top_is_upper) {
+    return trouble(failure(EINVAL, "'" + a.source + "' (" + stack->kind + ") has " +
+                                       std::to_string(stack->layers.size()) +
+                                       " layers: export takes a live mount, an upper with "
+                                       "--lower, or one layer directory"));
+  }
+  LayerSource& top = *stack->layers.back();
+  const std::string root = top.info().directory;
+  if (root.empty()) {
+    return trouble(failure(EINVAL, "'" + a.source + "': a " + stack->kind +
+                                       " is a layer already; export writes a directory layer"));
+  }
+  LayerTree tree;
+  auto read = top.read(
+      [&](Entry&& e) -> Result<void> {
+        tree.add(std::move(e));
+        return {};
+      },
+      ReadOptions{.hash = false});
+  if (!read.ok()) return trouble(read.err());
+  if (!tree.redirects().empty()) {
+    return trouble(failure(ENOTSUP, "'" + root + "': directory /" + tree.redirects()[0] +
+                                        " has a redirect (kernel overlayfs redirect_dir), " +
+                                        "which a layer tar cannot say; export the merged view "
+                                        "with layerdiff diff instead"));
+  }
+  ExportOptions opts;
+  opts.compression = compression_for(a.out);
+  if (a.source_date_epoch >= 0) opts.source_date_epoch = a.source_date_epoch;
+  opts.warn = [](const std::string& w) {
+    std::fprintf(stderr, "layerdiff: warning: %s\n", w.c_str());
+  };
+  auto done = export_layer(tree, root, a.out, opts);
+  if (!done.ok()) return trouble(done.err());
+  std::string manifest;
+  if (!a.into.empty()) {
+    if (!a.into.starts_with("oci:")) {
+      return trouble(failure(EINVAL, "--into '" + a.into + "': must be oci:DIR:REF"));
+    }
+    const std::string rest = a.into.substr(4);
+    const size_t colon = rest.rfind(':');
+    if (colon == std::string::npos || colon + 1 == rest.size()) {
+      return trouble(failure(EINVAL, "--into '" + a.into + "': must be oci:DIR:REF"));
+    }
+    NewLayer layer{.blob_file = a.out,
+                   .digest = done->digest,
+                   .diff_id = done->diff_id,
+                   .size = done->size,
+                   .media_type = layer_media_type(opts.compression),
+                   .created_by = "layerdiff export " + a.source,
+                   .created = a.source_date_epoch >= 0 ? a.source_date_epoch : time(nullptr)};
+    auto appended = append_layer(rest.substr(0, colon), rest.substr(colon + 1), layer);
+    if (!appended.ok()) return trouble(appended.err());
+    manifest = *appended;
+  }
+  if (a.json) {
+    nlohmann::json doc = {{"schemaVersion", 1},
+                          {"output", a.out},
+                          {"diffID", done->diff_id},
+                          {"digest", done->digest},
+                          {"size", done->size},
+                          {"entries", done->entries},
+                          {"mediaType", layer_media_type(opts.compression)}};
+    if (!manifest.empty()) doc["manifest"] = manifest;
+    std::cout << doc.dump(2) << "\n";
+  } else {
+    std::cout << "diffID " << done->diff_id << "\n"
+              << "digest " << done->digest << "\n"
+              << "size   " << done->size << " bytes, " << done->entries << " entries\n";
+    if (!manifest.empty()) std::cout << "manifest " << manifest << " (" << a.into << ")\n";
+  }
+  return 0;
+}
+
 int main_impl(int argc, char** argv) {
   CLI::App app{"layerdiff: compare layers and images, export and apply layers"};
   app.require_subcommand(1);
@@ -150,6 +253,16 @@ int main_impl(int argc, char** argv) {
   diff->add_flag("--podman", d.podman,
                  "leave out what podman writes into every container (/etc/hosts, /run, ...), "
                  "as podman diff does");
+  ExportArgs x;
+  CLI::App* exp = app.add_subcommand("export", "write a layer as an OCI layer tar");
+  exp->add_option("SOURCE", x.source, "a live mount, an upper dir (with --lower), or a layer dir")
+      ->required();
+  exp->add_option("-o,--output", x.out, "FILE.tar, FILE.tar.gz or FILE.tar.zst")->required();
+  exp->add_option("--lower", x.lowers, "a layer below the upper (base first; repeatable)");
+  exp->add_option("--into", x.into, "also append the layer to the image oci:DIR:REF");
+  exp->add_option("--source-date-epoch", x.source_date_epoch,
+                  "clamp mtimes to this (default: $SOURCE_DATE_EPOCH)");
+  exp->add_flag("--json", x.json, "the digests as JSON");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -157,6 +270,7 @@ int main_impl(int argc, char** argv) {
     return code == 0 ? 0 : kTrouble;
   }
   if (*diff) return run_diff(d);
+  if (*exp) return run_export(x);
   return kTrouble;
 }
 
