@@ -134,7 +134,7 @@ Result<Exported> export_layer(const LayerTree& tree, const std::string& root,
     tar_side.compressor = comp.get();
   }
   std::unique_ptr<archive, int (*)(archive*)> tar(archive_write_new(), archive_write_free);
-  archive_write_set_format_pax_restricted(tar.get());
+  archive_write_set_format_pax(tar.get());
   archive_write_set_format_option(tar.get(), "pax", "xattrheader", "SCHILY");
   archive_write_set_bytes_in_last_block(tar.get(), 1);
   if (archive_write_open(tar.get(), &tar_side, nullptr, write_tar, nullptr) != ARCHIVE_OK) {

@@ -166,7 +166,8 @@ Result<std::unique_ptr<Upper>> Upper::open(const std::string& upper_path,
   return up;
 }
 
-Result<std::unique_ptr<Upper>> Upper::open_target(const std::string& dir_path) {
+Result<std::unique_ptr<Upper>> Upper::open_target(const std::string& dir_path,
+                                                  bool device_whiteouts) {
   auto up = std::make_unique<Upper>();
   auto dir = sys::open_at(kCwd, dir_path.c_str(), O_RDONLY | O_DIRECTORY);
   if (!dir.ok()) return dir.err().context("target", dir_path);
@@ -188,7 +189,7 @@ Result<std::unique_ptr<Upper>> Upper::open_target(const std::string& dir_path) {
     (void)sys::unlink_at(dir->get(), name.c_str(), AT_REMOVEDIR);
     return work.err().context("target", dir_path);
   }
-  auto probed = probe_markers(work->get(), false);
+  auto probed = probe_markers(work->get(), device_whiteouts);
   if (!probed.ok()) {
     (void)sys::unlink_at(dir->get(), name.c_str(), AT_REMOVEDIR);
     return probed.err().context("target", dir_path);
@@ -197,7 +198,7 @@ Result<std::unique_ptr<Upper>> Upper::open_target(const std::string& dir_path) {
   up->work_ = std::move(*work);
   up->dev_ = st->st_dev;
   up->prefix_ = probed->trusted ? "trusted.overlay." : "user.overlay.";
-  up->device_whiteouts_ = false;
+  up->device_whiteouts_ = probed->device_whiteouts;
   up->staging_ = std::move(name);
   return up;
 }

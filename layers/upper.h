@@ -68,7 +68,10 @@ class Upper {
   // inside it (".layerfs-apply-*", mode 0700, so on the same filesystem), removed again when
   // the Upper goes. A removal there deletes the entry, as a directory with no lower layers
   // needs no whiteout (remove with lower_shows false).
-  static Result<std::unique_ptr<Upper>> open_target(const std::string& dir_path);
+  // With `device_whiteouts`, whiteouts are 0/0 devices where mknod is allowed (an overlay
+  // layer being written), else ".wh.NAME" files.
+  static Result<std::unique_ptr<Upper>> open_target(const std::string& dir_path,
+                                                    bool device_whiteouts = false);
   ~Upper();
 
   BorrowedFd upper_fd() const { return upper_.get(); }  // O_RDONLY | O_DIRECTORY; locked by open()

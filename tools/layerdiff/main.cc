@@ -11,6 +11,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "layers/apply.h"
 #include "layers/diff.h"
 #include "layers/export.h"
 #include "layers/image.h"
@@ -235,6 +236,60 @@ int run_export(ExportArgs& a) {
   return 0;
 }
 
+struct ApplyArgs {
+  std::string layer;
+  std::string target;
+  std::string format = "overlay";
+  bool strict = false;
+  std::string max_size = "64G";
+};
+
+Result<uint64_t> parse_size(const std::string& s) {
+  char* end = nullptr;
+  const unsigned long long v = strtoull(s.c_str(), &end, 10);
+  uint64_t unit = 1;
+  const std::string suffix = end ? end : "";
+  if (suffix == "K" || suffix == "k")
+    unit = 1ull << 10;
+  else if (suffix == "M")
+    unit = 1ull << 20;
+  else if (suffix == "G")
+    unit = 1ull << 30;
+  else if (suffix == "T")
+    unit = 1ull << 40;
+  else if (!suffix.empty() || end == s.c_str()) {
+    return failure(EINVAL, "--max-size '" + s + "': not a size (bytes, or with K, M, G, T)");
+  }
+  return static_cast<uint64_t>(v) * unit;
+}
+
+int run_apply(const ApplyArgs& a) {
+  ApplyOptions opts;
+  if (a.format == "overlay") {
+    opts.format = ApplyFormat::kOverlay;
+  } else if (a.format == "oci") {
+    opts.format = ApplyFormat::kOci;
+  } else if (a.format == "flat") {
+    opts.format = ApplyFormat::kFlat;
+  } else {
+    return trouble(failure(EINVAL, "--format '" + a.format + "': overlay, oci or flat"));
+  }
+  auto max = parse_size(a.max_size);
+  if (!max.ok()) return trouble(max.err());
+  opts.max_bytes = *max;
+  opts.strict = a.strict;
+  opts.report = [](const std::string& line) {
+    std::fprintf(stderr, "layerdiff: %s\n", line.c_str());
+  };
+  auto done = apply_layer(a.layer, a.target, opts);
+  if (!done.ok()) return trouble(done.err());
+  std::fprintf(stderr, "layerdiff: applied %llu entries (%llu bytes) onto %s%s\n",
+               static_cast<unsigned long long>(done->entries),
+               static_cast<unsigned long long>(done->bytes), a.target.c_str(),
+               done->refused ? (", refused " + std::to_string(done->refused)).c_str() : "");
+  return done->refused ? 1 : 0;
+}
+
 int main_impl(int argc, char** argv) {
   CLI::App app{"layerdiff: compare layers and images, export and apply layers"};
   app.require_subcommand(1);
@@ -263,6 +318,13 @@ int main_impl(int argc, char** argv) {
   exp->add_option("--source-date-epoch", x.source_date_epoch,
                   "clamp mtimes to this (default: $SOURCE_DATE_EPOCH)");
   exp->add_flag("--json", x.json, "the digests as JSON");
+  ApplyArgs p;
+  CLI::App* ap = app.add_subcommand("apply", "apply a layer tar onto a directory, safely");
+  ap->add_option("LAYER", p.layer, "a layer tar (plain, gzip or zstd)")->required();
+  ap->add_option("DIR", p.target, "the directory to write")->required();
+  ap->add_option("--format", p.format, "overlay (default), oci or flat");
+  ap->add_flag("--strict", p.strict, "stop at the first refused entry");
+  ap->add_option("--max-size", p.max_size, "the most the layer may write (default 64G)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -271,6 +333,7 @@ int main_impl(int argc, char** argv) {
   }
   if (*diff) return run_diff(d);
   if (*exp) return run_export(x);
+  if (*ap) return run_apply(p);
   return kTrouble;
 }
 
