@@ -11,8 +11,8 @@ constexpr const char* kRefName = "org.opencontainers.image.ref.name";
 constexpr const char* kIndexTypes[] = {"application/vnd.oci.image.index.v1+json",
                                        "application/vnd.docker.distribution.manifest.list.v2+json"};
 
-Result<json> parse(const ReadMember& read, const std::string& path, const std::string& what) {
-  auto text = read(path);
+Result<json> parse(const ReadMember& fetch, const std::string& path, const std::string& what) {
+  auto text = fetch(path);
   if (!text.ok()) return text.err().context(what + ": " + path);
   json doc = json::parse(*text, nullptr, false);
   if (doc.is_discarded() || (!doc.is_object() && !doc.is_array())) {
@@ -62,9 +62,9 @@ void read_config(const json& config, Image& image) {
   }
 }
 
-Result<Image> from_manifest(const ReadMember& read, const std::string& digest,
+Result<Image> from_manifest(const ReadMember& fetch, const std::string& digest,
                             const std::string& ref, const std::string& what) {
-  auto manifest = parse(read, blob_path(digest), what);
+  auto manifest = parse(fetch, blob_path(digest), what);
   if (!manifest.ok()) return manifest.err();
   Image image;
   image.ref = ref;
@@ -83,7 +83,7 @@ Result<Image> from_manifest(const ReadMember& read, const std::string& digest,
   }
   if (auto config = manifest->find("config"); config != manifest->end() && config->is_object()) {
     image.config_digest = str(*config, "digest");
-    auto cfg = parse(read, blob_path(image.config_digest), what);
+    auto cfg = parse(fetch, blob_path(image.config_digest), what);
     if (!cfg.ok()) return cfg.err();
     read_config(*cfg, image);
   }
@@ -92,7 +92,7 @@ Result<Image> from_manifest(const ReadMember& read, const std::string& digest,
 
 // Every image manifest an index leads to, with the ref name it is known by (nested indexes
 // lend theirs to what they hold).
-Result<void> collect(const ReadMember& read, const json& index, const std::string& inherited,
+Result<void> collect(const ReadMember& fetch, const json& index, const std::string& inherited,
                      const std::string& what, int depth,
                      std::vector<std::pair<std::string, std::string>>& out) {
   if (depth > 8) return failure(ELOOP, what + ": indexes nested too deeply");
@@ -106,9 +106,9 @@ Result<void> collect(const ReadMember& read, const json& index, const std::strin
     }
     const std::string digest = str(m, "digest");
     if (is_index(m)) {
-      auto nested = parse(read, blob_path(digest), what);
+      auto nested = parse(fetch, blob_path(digest), what);
       if (!nested.ok()) return nested.err();
-      LAYERFS_TRY(collect(read, *nested, name, what, depth + 1, out));
+      LAYERFS_TRY(collect(fetch, *nested, name, what, depth + 1, out));
     } else {
       out.emplace_back(name, digest);
     }
@@ -130,11 +130,11 @@ bool is_metadata_member(const std::string& path) {
          path == "repositories" || path.ends_with(".json") || path.starts_with("blobs/");
 }
 
-Result<Image> resolve_oci(const ReadMember& read, const std::string& ref, const std::string& what) {
-  auto index = parse(read, "index.json", what);
+Result<Image> resolve_oci(const ReadMember& fetch, const std::string& ref, const std::string& what) {
+  auto index = parse(fetch, "index.json", what);
   if (!index.ok()) return index.err();
   std::vector<std::pair<std::string, std::string>> images;
-  LAYERFS_TRY(collect(read, *index, "", what, 0, images));
+  LAYERFS_TRY(collect(fetch, *index, "", what, 0, images));
   if (images.empty()) return failure(ENOENT, what + ": the index holds no image");
   if (ref.empty()) {
     if (images.size() > 1) {
@@ -143,17 +143,17 @@ Result<Image> resolve_oci(const ReadMember& read, const std::string& ref, const 
       return failure(EINVAL, what + ": holds " + std::to_string(images.size()) +
                                  " images; name one (" + names + ")");
     }
-    return from_manifest(read, images[0].second, images[0].first, what);
+    return from_manifest(fetch, images[0].second, images[0].first, what);
   }
   for (const auto& [name, digest] : images) {
-    if (name == ref) return from_manifest(read, digest, name, what);
+    if (name == ref) return from_manifest(fetch, digest, name, what);
   }
   return failure(ENOENT, what + ": no image named '" + ref + "'");
 }
 
-Result<Image> resolve_docker(const ReadMember& read, const std::string& ref,
+Result<Image> resolve_docker(const ReadMember& fetch, const std::string& ref,
                              const std::string& what) {
-  auto manifest = parse(read, "manifest.json", what);
+  auto manifest = parse(fetch, "manifest.json", what);
   if (!manifest.ok()) return manifest.err();
   if (!manifest->is_array() || manifest->empty()) {
     return failure(EINVAL, what + ": manifest.json lists no image");
@@ -201,7 +201,7 @@ Result<Image> resolve_docker(const ReadMember& read, const std::string& ref,
   }
   const std::string config_path = str(*chosen, "Config");
   if (!config_path.empty()) {
-    auto cfg = parse(read, config_path, what);
+    auto cfg = parse(fetch, config_path, what);
     if (!cfg.ok()) return cfg.err();
     read_config(*cfg, image);
     image.config_digest = config_path.starts_with("blobs/sha256/")
@@ -275,7 +275,7 @@ Result<std::string> append_layer(const std::string& dir, const std::string& ref,
   if (!fs::exists(dir + "/oci-layout")) {
     LAYERFS_TRY(write_atomically(dir + "/oci-layout", R"({"imageLayoutVersion":"1.0.0"})"));
   }
-  ReadMember read = [&](const std::string& path) -> Result<std::string> {
+  ReadMember fetch = [&](const std::string& path) -> Result<std::string> {
     std::ifstream in(dir + "/" + path, std::ios::binary);
     if (!in) return failure(ENOENT, "no such file");
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -283,7 +283,7 @@ Result<std::string> append_layer(const std::string& dir, const std::string& ref,
   const std::string what = "oci '" + dir + "'";
   json index = {{"schemaVersion", 2}, {"manifests", json::array()}};
   if (fs::exists(dir + "/index.json")) {
-    auto parsed = parse(read, "index.json", what);
+    auto parsed = parse(fetch, "index.json", what);
     if (!parsed.ok()) return parsed.err();
     index = std::move(*parsed);
     if (!index.contains("manifests") || !index["manifests"].is_array()) {
@@ -299,11 +299,11 @@ Result<std::string> append_layer(const std::string& dir, const std::string& ref,
   for (auto& m : index["manifests"]) {
     if (!m.is_object() || !m.contains("annotations") || !m["annotations"].is_object()) continue;
     if (m["annotations"].value(kRefName, "") != ref) continue;
-    auto manifest = parse(read, blob_path(str(m, "digest")), what);
+    auto manifest = parse(fetch, blob_path(str(m, "digest")), what);
     if (!manifest.ok()) return manifest.err();
     if (manifest->contains("layers")) layers = (*manifest)["layers"];
     if (manifest->contains("config")) {
-      auto cfg = parse(read, blob_path(str((*manifest)["config"], "digest")), what);
+      auto cfg = parse(fetch, blob_path(str((*manifest)["config"], "digest")), what);
       if (!cfg.ok()) return cfg.err();
       config = std::move(*cfg);
     }

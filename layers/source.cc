@@ -396,12 +396,12 @@ Result<Stack> open_stack(const std::string& spec) {
       members[*name] = text + *rest_of;
     }
     (void)links;
-    ReadMember read = [&](const std::string& path) -> Result<std::string> {
+    ReadMember fetch = [&](const std::string& path) -> Result<std::string> {
       auto it = members.find(path);
       if (it == members.end()) return failure(ENOENT, "no such member");
       return it->second;
     };
-    auto image = oci ? resolve_oci(read, ref, what) : resolve_docker(read, ref, what);
+    auto image = oci ? resolve_oci(fetch, ref, what) : resolve_docker(fetch, ref, what);
     if (!image.ok()) return image.err();
     stack.kind = oci ? "oci-archive" : "docker-archive";
     for (const ImageLayer& l : image->layers) {
@@ -412,14 +412,14 @@ Result<Stack> open_stack(const std::string& spec) {
   if (spec.starts_with("oci:")) {
     auto [dir, ref] = path_and_ref(spec.substr(4));
     const std::string what = "oci '" + dir + "'";
-    ReadMember read = [&](const std::string& path) -> Result<std::string> {
+    ReadMember fetch = [&](const std::string& path) -> Result<std::string> {
       std::ifstream in(dir + "/" + path, std::ios::binary);
       if (!in) return failure(ENOENT, "no such file");
       std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
       if (text.size() > kMaxMetadata) return failure(EFBIG, "too large");
       return text;
     };
-    auto image = resolve_oci(read, ref, what);
+    auto image = resolve_oci(fetch, ref, what);
     if (!image.ok()) return image.err();
     stack.kind = "oci";
     for (const ImageLayer& l : image->layers) {

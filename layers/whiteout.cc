@@ -116,7 +116,7 @@ Result<Whiteout::DirMarks> Whiteout::dir_marks(BorrowedFd dir_fd) {
   if (!names.ok() && !is_absent(names.error())) return names.err();
   if (names.ok() && !names->empty()) {
     // Values are read only for the mark names present, in dir_marks_of's order.
-    auto read = [&](const char* x) -> Result<void> {
+    auto read_value = [&](const char* x) -> Result<void> {
       if (!list_has(*names, x)) return {};
       if (std::string_view(x).ends_with("redirect") && !marks.redirect.empty()) return {};
       auto v = sys::get_xattr(dir_fd, x);
@@ -124,9 +124,9 @@ Result<Whiteout::DirMarks> Whiteout::dir_marks(BorrowedFd dir_fd) {
       read_mark(marks, x, *v);
       return {};
     };
-    for (const char* x : kOpaqueXattrs) LAYERFS_TRY(read(x));
-    for (const char* x : kWhiteoutsXattrs) LAYERFS_TRY(read(x));
-    for (const char* x : kRedirectXattrs) LAYERFS_TRY(read(x));
+    for (const char* x : kOpaqueXattrs) LAYERFS_TRY(read_value(x));
+    for (const char* x : kWhiteoutsXattrs) LAYERFS_TRY(read_value(x));
+    for (const char* x : kRedirectXattrs) LAYERFS_TRY(read_value(x));
   }
   if (!marks.opaque) {
     std::string opq(kOpaqueFile);
