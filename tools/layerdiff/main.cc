@@ -37,14 +37,48 @@ int trouble(const Errno& e) {
   return kTrouble;
 }
 
+// Progress on stderr while sources are read, when it is a terminal: bytes hashed, the rate.
+class Progress {
+ public:
+  explicit Progress(std::string what) : what_(std::move(what)), tty_(isatty(2) == 1) {}
+  ~Progress() {
+    if (shown_) std::fprintf(stderr, "\r\033[K");
+  }
+  std::function<void(uint64_t)> callback() {
+    if (!tty_) return {};
+    return [this](uint64_t n) {
+      bytes_ += n;
+      timespec now;
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      const double t = static_cast<double>(now.tv_sec) + now.tv_nsec / 1e9;
+      if (start_ == 0) start_ = t;
+      if (t - last_ < 0.2) return;
+      last_ = t;
+      shown_ = true;
+      const double mb = static_cast<double>(bytes_) / 1e6;
+      std::fprintf(stderr, "\r\033[Kreading %s: %.0f MB, %.0f MB/s", what_.c_str(), mb,
+                   t > start_ ? mb / (t - start_) : 0.0);
+    };
+  }
+
+ private:
+  std::string what_;
+  bool tty_;
+  bool shown_ = false;
+  uint64_t bytes_ = 0;
+  double start_ = 0, last_ = 0;
+};
+
 struct Opened {
   Stack stack;
   std::vector<LayerTree> trees;
 };
 
-Result<Opened> open_and_read(const std::string& spec, const ReadOptions& opts) {
+Result<Opened> open_and_read(const std::string& spec, ReadOptions opts) {
   auto stack = open_stack(spec);
   if (!stack.ok()) return stack.err();
+  Progress progress(spec);
+  opts.progress = progress.callback();
   auto trees = read_trees(*stack, opts);
   if (!trees.ok()) return trees.err();
   return Opened{std::move(*stack), std::move(*trees)};
