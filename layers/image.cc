@@ -130,7 +130,8 @@ bool is_metadata_member(const std::string& path) {
          path == "repositories" || path.ends_with(".json") || path.starts_with("blobs/");
 }
 
-Result<Image> resolve_oci(const ReadMember& fetch, const std::string& ref, const std::string& what) {
+Result<Image> resolve_oci(const ReadMember& fetch, const std::string& ref,
+                          const std::string& what) {
   auto index = parse(fetch, "index.json", what);
   if (!index.ok()) return index.err();
   std::vector<std::pair<std::string, std::string>> images;

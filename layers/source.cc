@@ -46,10 +46,10 @@ Result<Xattrs> xattrs_of(BorrowedFd dir, const char* name) {
   return out;
 }
 
-Result<Hash128> hash_file(BorrowedFd dir, const char* name, const ReadOptions& opts) {
+Result<Hash128> hash_file(BorrowedFd dir, const char* name, const ReadOptions& opts,
+                          std::vector<char>& buf) {
   auto fd = sys::open_at(dir, name, O_RDONLY | O_NOFOLLOW);
   if (!fd.ok()) return fd.err();
-  std::vector<char> buf(kChunk);
   ContentHash h;
   for (off_t off = 0;;) {
     auto n = sys::pread_fd(fd->get(), buf.data(), buf.size(), off);
@@ -67,6 +67,7 @@ struct DirWalk {
   const ReadOptions& opts;
   std::map<std::pair<dev_t, ino_t>, uint64_t> groups;
   std::string root;
+  std::vector<char> buf = std::vector<char>(kChunk);  // one read buffer for every file
 
   Result<Entry> entry_of(BorrowedFd dir, const char* name, const std::string& path,
                          const struct stat& st) {
@@ -81,7 +82,7 @@ struct DirWalk {
     if (S_ISREG(st.st_mode)) {
       e.size = static_cast<uint64_t>(st.st_size);
       if (opts.hash) {
-        auto h = hash_file(dir, name, opts);
+        auto h = hash_file(dir, name, opts, buf);
         if (!h.ok()) return h.err();
         e.hash = *h;
       }

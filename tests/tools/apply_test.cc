@@ -5,6 +5,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <gtest/gtest.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <functional>
@@ -24,6 +25,8 @@ struct Member {
   std::string link;           // symlink target
   std::string hardlink;       // hard link target
   int64_t claimed_size = -1;  // a size claim without the data behind it
+  uint32_t uid = 0;
+  dev_t rdev = 0;
 };
 
 // Where the tar goes: a file, cut off once `limit` bytes are written (a size claim whose data
@@ -56,6 +59,9 @@ void write_tar(const fs::path& out, const std::vector<Member>& members) {
     archive_entry_set_perm(e, m.type == AE_IFDIR ? 0755 : 0644);
     if (!m.link.empty()) archive_entry_set_symlink(e, m.link.c_str());
     if (!m.hardlink.empty()) archive_entry_set_hardlink(e, m.hardlink.c_str());
+    archive_entry_set_uid(e, m.uid);
+    archive_entry_set_gid(e, m.uid);
+    if (m.rdev != 0) archive_entry_set_rdev(e, m.rdev);
     const int64_t size = m.claimed_size >= 0 ? m.claimed_size : static_cast<int64_t>(m.data.size());
     if (m.type == AE_IFREG && m.hardlink.empty()) archive_entry_set_size(e, size);
     archive_write_header(a, e);
@@ -180,14 +186,40 @@ TEST_F(Hostile, DeeplyNestedPathsStayInside) {
   EXPECT_EQ(read_file(t_ / "target/top"), "t");
 }
 
-// An exported upper, applied onto an empty directory, mounts as the view it came from.
+// An ordinary user's apply: devices become empty files (with a warning), and owners it cannot
+// set are kept where containers-storage keeps them.
+TEST(Apply, UnprivilegedDevicesAndOwnersAreKeptAsTheyCanBe) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run as another user";
+  TempDir t("apply");
+  make_dir(t / "target");
+  ASSERT_EQ(chown((t / "target").c_str(), 1234, 1234), 0);
+  ASSERT_EQ(chmod(t.path().c_str(), 0755), 0);
+  write_tar(t / "l.tar", {{.name = "dev/", .type = AE_IFDIR},
+                          {.name = "dev/null", .type = AE_IFCHR, .rdev = makedev(1, 3)},
+                          {.name = "etc/shadow", .data = "root's", .uid = 0},
+                          {.name = "mine", .data = "m", .uid = 1234}});
+  ASSERT_EQ(chmod((t / "l.tar").c_str(), 0644), 0);
+  auto r = run({"setpriv", "--reuid=1234", "--regid=1234", "--clear-groups", LAYERDIFF_BIN, "apply",
+                (t / "l.tar").string(), (t / "target").string()});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("/dev/null: a device, made as an empty file"), std::string::npos) << r.err;
+  EXPECT_TRUE(S_ISREG(lstat_of(t / "target/dev/null").st_mode));
+  EXPECT_EQ(xattr_of(t / "target/etc/shadow", "user.containers.override_stat"), "0:0:0644");
+  EXPECT_EQ(xattr_of(t / "target/mine", "user.containers.override_stat"), "");
+  EXPECT_EQ(lstat_of(t / "target/mine").st_uid, 1234u);
+}
+
+// An exported upper, applied onto an empty directory, mounts as the upper over the same lowers
+// as the view it came from, under kernel overlayfs and under layerfs.
 TEST(Apply, AnExportedUpperAppliedMountsAsItsView) {
   SKIP_WITHOUT_KERNEL_OVERLAY();
   TempDir t("apply");
   write_file(t / "low/etc/a", "a");
   write_file(t / "low/etc/b", "b");
   write_file(t / "low/d/sub/s", "s");
-  for (const char* d : {"up", "work", "m", "k", "m2", "applied", "work2", "up2"}) make_dir(t / d);
+  for (const char* d : {"up", "work", "m", "k", "m2", "applied", "kwork", "work2", "again"}) {
+    make_dir(t / d);
+  }
   {
     LayerfsMount m({t / "low"}, t / "m",
                    {"-o", "upperdir=" + (t / "up").string() + ",workdir=" + (t / "work").string()});
@@ -202,6 +234,8 @@ TEST(Apply, AnExportedUpperAppliedMountsAsItsView) {
   }
   auto a = run({LAYERDIFF_BIN, "apply", (t / "l.tar.gz").string(), (t / "applied").string()});
   ASSERT_EQ(a.status, 0) << a.err;
+  auto b = run({LAYERDIFF_BIN, "apply", (t / "l.tar.gz").string(), (t / "again").string()});
+  ASSERT_EQ(b.status, 0) << b.err;
   Tree want, kernel, ours;
   {
     LayerfsMount m({t / "up", t / "low"}, t / "m");
@@ -209,12 +243,15 @@ TEST(Apply, AnExportedUpperAppliedMountsAsItsView) {
     want = snapshot(t / "m");
   }
   {
-    KernelOverlay k({t / "applied", t / "low"}, t / "k");
+    KernelOverlay k({t / "low"}, t / "k",
+                    "upperdir=" + (t / "applied").string() + ",workdir=" + (t / "kwork").string());
     ASSERT_TRUE(k.ok()) << k.error();
     kernel = snapshot(t / "k");
   }
   {
-    LayerfsMount m({t / "applied", t / "low"}, t / "m2");
+    LayerfsMount m(
+        {t / "low"}, t / "m2",
+        {"-o", "upperdir=" + (t / "again").string() + ",workdir=" + (t / "work2").string()});
     ASSERT_TRUE(m.ok()) << m.error();
     ours = snapshot(t / "m2");
   }

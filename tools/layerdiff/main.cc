@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <thread>
 
 #include "layers/apply.h"
 #include "layers/diff.h"
@@ -128,9 +130,13 @@ int run_diff(const DiffArgs& a) {
     if (a.layer >= 0) return trouble(failure(EINVAL, "--layer takes one source"));
     // Content is compared by hash: a change that keeps size and mtime still shows.
     const ReadOptions read{.hash = true};
-    auto old_side = open_and_read(a.sources[0], read);
-    if (!old_side.ok()) return trouble(old_side.err());
+    // The two sides are read at once, one on each core.
+    std::optional<Result<Opened>> old_read;
+    std::thread old_reader([&] { old_read.emplace(open_and_read(a.sources[0], read)); });
     auto new_side = open_and_read(a.sources[1], read);
+    old_reader.join();
+    auto& old_side = *old_read;
+    if (!old_side.ok()) return trouble(old_side.err());
     if (!new_side.ok()) return trouble(new_side.err());
     const MergedView old_view = view_of(old_side->trees, old_side->trees.size());
     const MergedView new_view = view_of(new_side->trees, new_side->trees.size());
