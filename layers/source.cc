@@ -46,13 +46,39 @@ Result<Xattrs> xattrs_of(BorrowedFd dir, const char* name) {
   return out;
 }
 
-Result<Hash128> hash_file(BorrowedFd dir, const char* name, const ReadOptions& opts,
-                          std::vector<char>& buf) {
-  auto fd = sys::open_at(dir, name, O_RDONLY | O_NOFOLLOW);
-  if (!fd.ok()) return fd.err();
+// The xattrs of a file opened for reading.
+Result<Xattrs> xattrs_of_open(BorrowedFd fd) {
+  Xattrs out;
+  char names[4096];
+  auto listed = sys::list_xattr_open(fd, names, sizeof names);
+  if (!listed.ok()) {
+    if (listed.error() == ENOTSUP || listed.error() == EOPNOTSUPP) return out;
+    if (listed.error() != ERANGE) return listed.err();
+  }
+  std::string all = listed.ok() ? std::string(names, *listed) : std::string();
+  if (!listed.ok()) {
+    auto big = sys::list_xattr(fd);
+    if (!big.ok()) return big.err();
+    all = std::move(*big);
+  }
+  for (size_t pos = 0; pos < all.size();) {
+    const std::string x(all.c_str() + pos);
+    pos += x.size() + 1;
+    if (x.empty()) continue;
+    auto v = sys::get_xattr_open(fd, x.c_str());
+    if (!v.ok()) {
+      if (v.error() == ENODATA) continue;
+      return v.err();
+    }
+    out[x] = std::move(*v);
+  }
+  return out;
+}
+
+Result<Hash128> hash_open(BorrowedFd fd, const ReadOptions& opts, std::vector<char>& buf) {
   ContentHash h;
   for (off_t off = 0;;) {
-    auto n = sys::pread_fd(fd->get(), buf.data(), buf.size(), off);
+    auto n = sys::pread_fd(fd, buf.data(), buf.size(), off);
     if (!n.ok()) return n.err();
     if (*n == 0) break;
     h.update(buf.data(), *n);
@@ -79,12 +105,20 @@ struct DirWalk {
     e.mtime = st.st_mtim;
     e.rdev = S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? st.st_rdev : 0;
     e.allocated = static_cast<uint64_t>(st.st_blocks) * 512;
+    bool have_xattrs = false;
     if (S_ISREG(st.st_mode)) {
       e.size = static_cast<uint64_t>(st.st_size);
       if (opts.hash) {
-        auto h = hash_file(dir, name, opts, buf);
+        // One open for the content and the xattrs (no path walk through /proc for them).
+        auto fd = sys::open_at(dir, name, O_RDONLY | O_NOFOLLOW);
+        if (!fd.ok()) return fd.err();
+        auto h = hash_open(fd->get(), opts, buf);
         if (!h.ok()) return h.err();
         e.hash = *h;
+        auto x = xattrs_of_open(fd->get());
+        if (!x.ok()) return x.err();
+        e.xattrs = std::move(*x);
+        have_xattrs = true;
       }
     }
     if (S_ISLNK(st.st_mode)) {
@@ -96,9 +130,11 @@ struct DirWalk {
       auto [it, fresh] = groups.try_emplace({st.st_dev, st.st_ino}, groups.size() + 1);
       e.link_group = it->second;
     }
-    auto x = xattrs_of(dir, name);
-    if (!x.ok()) return x.err();
-    e.xattrs = std::move(*x);
+    if (!have_xattrs) {
+      auto x = xattrs_of(dir, name);
+      if (!x.ok()) return x.err();
+      e.xattrs = std::move(*x);
+    }
     return e;
   }
 

@@ -137,14 +137,23 @@ void apply_layer(MergedView& view, const LayerTree& layer, uint32_t i) {
       erase_tree(view, path);
       continue;
     }
-    auto it = view.find(path);
-    const bool merges = it != view.end() && e.is_dir() && it->second.entry->is_dir() && !e.opaque;
-    if (merges) {
+    auto it = view.lower_bound(path);
+    if (it == view.end() || it->first != path) {
+      // Nothing there, so nothing below it either (a view holds every parent of its paths).
+      view.emplace_hint(it, path, Shown{&e, i});
+      continue;
+    }
+    const bool was_dir = it->second.entry->is_dir();
+    if (was_dir && e.is_dir() && !e.opaque) {
       if (!e.implied) it->second = Shown{&e, i};
       continue;
     }
-    erase_tree(view, path);
-    view[path] = Shown{&e, i};
+    if (was_dir) {
+      erase_tree(view, path);
+      view[path] = Shown{&e, i};
+    } else {
+      it->second = Shown{&e, i};  // a non-directory has nothing below it
+    }
   }
 }
 

@@ -68,4 +68,20 @@ Result<size_t> list_xattr_at(BorrowedFd dir_fd, const char* entry, char* list, s
   return sized(::llistxattr(FdPath(dir_fd, entry).c_str(), list, size));
 }
 
+Result<size_t> list_xattr_open(BorrowedFd fd, char* list, size_t size) {
+  return sized(::flistxattr(fd, list, size));
+}
+
+Result<std::string> get_xattr_open(BorrowedFd fd, const char* name) {
+  for (size_t size = 256;; size *= 4) {
+    std::string out(size, '\0');
+    auto n = sized(::fgetxattr(fd, name, out.data(), out.size()));
+    if (n.ok()) {
+      out.resize(*n);
+      return out;
+    }
+    if (n.error() != ERANGE || size > (1u << 20)) return n.err();
+  }
+}
+
 }  // namespace layerfs::sys
