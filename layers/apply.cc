@@ -350,13 +350,7 @@ Result<Applied> apply_layer(const std::string& layer, const std::string& target,
       e.path = *path;
       e.mode = archive_entry_filetype((*tar)->entry()) | archive_entry_perm((*tar)->entry());
       e.rdev = archive_entry_rdev((*tar)->entry());
-      archive_entry_xattr_reset((*tar)->entry());
-      const char* xname = nullptr;
-      const void* xvalue = nullptr;
-      size_t xsize = 0;
-      while (archive_entry_xattr_next((*tar)->entry(), &xname, &xvalue, &xsize) == ARCHIVE_OK) {
-        e.xattrs[xname] = std::string(static_cast<const char*>(xvalue), xsize);
-      }
+      e.xattrs = member_xattrs((*tar)->entry());
       if (archive_entry_hardlink((*tar)->entry()) != nullptr) e.mode = S_IFREG | 0644;
       tree.add(std::move(e));
     }

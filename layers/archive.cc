@@ -145,6 +145,18 @@ Result<std::string> normalize_member_path(std::string_view name) {
   return out;
 }
 
+Xattrs member_xattrs(archive_entry* ae) {
+  Xattrs out;
+  archive_entry_xattr_reset(ae);
+  const char* name = nullptr;
+  const void* value = nullptr;
+  size_t size = 0;
+  while (archive_entry_xattr_next(ae, &name, &value, &size) == ARCHIVE_OK) {
+    out[name] = std::string(static_cast<const char*>(value), size);
+  }
+  return out;
+}
+
 Result<void> read_layer_tar(ArchiveReader& tar, const EntrySink& sink, const ReadOptions& opts) {
   for (;;) {
     auto more = tar.next();
@@ -172,13 +184,7 @@ Result<void> read_layer_tar(ArchiveReader& tar, const EntrySink& sink, const Rea
       const char* target = archive_entry_symlink(ae);
       e.link = target ? target : "";
     }
-    archive_entry_xattr_reset(ae);
-    const char* xname = nullptr;
-    const void* xvalue = nullptr;
-    size_t xsize = 0;
-    while (archive_entry_xattr_next(ae, &xname, &xvalue, &xsize) == ARCHIVE_OK) {
-      e.xattrs[xname] = std::string(static_cast<const char*>(xvalue), xsize);
-    }
+    e.xattrs = member_xattrs(ae);
     if (S_ISREG(e.mode)) {
       e.size = static_cast<uint64_t>(archive_entry_size(ae));
       std::optional<ContentHash> hash;

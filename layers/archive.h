@@ -64,6 +64,9 @@ class ArchiveReader {
 // "." and "/" -> ""). EINVAL where a ".." component would leave the layer.
 Result<std::string> normalize_member_path(std::string_view name);
 
+// The xattrs a member's header carries (PAX SCHILY.xattr and LIBARCHIVE.xattr records).
+Xattrs member_xattrs(archive_entry* entry);
+
 // Reads a layer tar member by member into `sink` (markers as the tar holds them: LayerTree
 // reads them), hashing regular files' content with opts.hash. Errors name the archive and
 // the member.

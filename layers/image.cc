@@ -27,8 +27,21 @@ std::string blob_path(const std::string& digest) {
   return "blobs/" + digest.substr(0, colon) + "/" + digest.substr(colon + 1);
 }
 
+std::string str(const json& obj, const char* key);
+
+// A field of the type asked for, or the fallback: documents from outside may hold anything
+// (nlohmann's value() would throw on a field of another type).
+uint64_t num(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
+}
+bool flag(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_boolean() && it->get<bool>();
+}
+
 bool is_index(const json& d) {
-  const std::string mt = d.value("mediaType", "");
+  const std::string mt = str(d, "mediaType");
   for (const char* t : kIndexTypes) {
     if (mt == t) return true;
   }
@@ -52,7 +65,7 @@ void read_config(const json& config, Image& image) {
   std::vector<std::string> created;
   if (auto history = config.find("history"); history != config.end() && history->is_array()) {
     for (const auto& h : *history) {
-      if (!h.is_object() || h.value("empty_layer", false)) continue;
+      if (!h.is_object() || flag(h, "empty_layer")) continue;
       created.push_back(str(h, "created_by"));
     }
   }
@@ -77,7 +90,7 @@ Result<Image> from_manifest(const ReadMember& fetch, const std::string& digest,
     ImageLayer layer;
     layer.digest = str(l, "digest");
     layer.media_type = str(l, "mediaType");
-    layer.size = l.value("size", uint64_t{0});
+    layer.size = num(l, "size");
     layer.member = blob_path(layer.digest);
     image.layers.push_back(std::move(layer));
   }
@@ -215,7 +228,7 @@ Result<Image> resolve_docker(const ReadMember& fetch, const std::string& ref,
     for (ImageLayer& layer : image.layers) {
       if (auto s = sources->find(layer.diff_id); s != sources->end() && s->is_object()) {
         layer.media_type = str(*s, "mediaType");
-        layer.size = s->value("size", uint64_t{0});
+        layer.size = num(*s, "size");
       }
     }
   }
@@ -287,6 +300,7 @@ Result<std::string> append_layer(const std::string& dir, const std::string& ref,
     auto parsed = parse(fetch, "index.json", what);
     if (!parsed.ok()) return parsed.err();
     index = std::move(*parsed);
+    if (!index.is_object()) return failure(EINVAL, what + ": index.json is not an object");
     if (!index.contains("manifests") || !index["manifests"].is_array()) {
       index["manifests"] = json::array();
     }
@@ -299,14 +313,17 @@ Result<std::string> append_layer(const std::string& dir, const std::string& ref,
   json layers = json::array();
   for (auto& m : index["manifests"]) {
     if (!m.is_object() || !m.contains("annotations") || !m["annotations"].is_object()) continue;
-    if (m["annotations"].value(kRefName, "") != ref) continue;
+    if (str(m["annotations"], kRefName) != ref) continue;
     auto manifest = parse(fetch, blob_path(str(m, "digest")), what);
     if (!manifest.ok()) return manifest.err();
-    if (manifest->contains("layers")) layers = (*manifest)["layers"];
-    if (manifest->contains("config")) {
+    if (!manifest->is_object()) return failure(EINVAL, what + ": a manifest is not an object");
+    if (manifest->contains("layers") && (*manifest)["layers"].is_array()) {
+      layers = (*manifest)["layers"];
+    }
+    if (manifest->contains("config") && (*manifest)["config"].is_object()) {
       auto cfg = parse(fetch, blob_path(str((*manifest)["config"], "digest")), what);
       if (!cfg.ok()) return cfg.err();
-      config = std::move(*cfg);
+      if (cfg->is_object()) config = std::move(*cfg);
     }
     // The old image stays in the layout, untagged.
     m["annotations"].erase(kRefName);
@@ -315,6 +332,8 @@ Result<std::string> append_layer(const std::string& dir, const std::string& ref,
   fs::copy_file(layer.blob_file, dir + "/" + blob_path(layer.digest),
                 fs::copy_options::overwrite_existing, ec);
   if (ec) return failure(ec.value(), what + ": " + ec.message());
+  if (!config["rootfs"].is_object()) config["rootfs"] = {{"type", "layers"}};
+  if (!config["rootfs"]["diff_ids"].is_array()) config["rootfs"]["diff_ids"] = json::array();
   config["rootfs"]["diff_ids"].push_back(layer.diff_id);
   if (!config.contains("history") || !config["history"].is_array()) {
     config["history"] = json::array();

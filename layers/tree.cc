@@ -110,6 +110,9 @@ void LayerTree::add(Entry e) {
     if (marks.xwhiteouts) xwhiteout_dirs_.insert(e.path);
     if (!marks.redirect.empty()) redirects_.push_back(e.path);
   }
+  if (e.xattrs.contains("trusted.overlay.metacopy") || e.xattrs.contains("user.overlay.metacopy")) {
+    metacopies_.push_back(e.path);
+  }
   std::erase_if(e.xattrs, [](const auto& kv) { return Whiteout::is_private_xattr(kv.first); });
   if (!e.path.empty()) implied_dir(parent);
   auto it = entries_.find(e.path);

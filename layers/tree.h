@@ -35,6 +35,8 @@ class LayerTree {
   size_t size() const { return entries_.size(); }
   // Directories with a redirect (which the tools' merge does not follow).
   const std::vector<std::string>& redirects() const { return redirects_; }
+  // Files with a metacopy xattr (kernel overlayfs's metacopy=on: the data is in a layer below).
+  const std::vector<std::string>& metacopies() const { return metacopies_; }
   // Marker entries read (for people: "12 whiteouts, 1 opaque directory").
   size_t whiteouts() const { return whiteouts_; }
 
@@ -45,6 +47,7 @@ class LayerTree {
   std::map<std::string, Entry> entries_;
   std::set<std::string, std::less<>> xwhiteout_dirs_;
   std::vector<std::string> redirects_;
+  std::vector<std::string> metacopies_;
   size_t whiteouts_ = 0;
   uint64_t groups_ = 1ull << 32;  // hard-link groups this tree numbers (above a reader's)
 };

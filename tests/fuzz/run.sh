@@ -16,12 +16,14 @@ COMMON=("$SRC"/layers/archive.cc "$SRC"/layers/entry.cc "$SRC"/layers/tree.cc "$
         "$SRC"/layers/sys/fs.cc "$SRC"/layers/sys/xattr.cc "$SRC"/layers/sys/process.cc "$SRC"/layers/base/log.cc)
 build() {  # build NAME SOURCES...
   local name=$1; shift
-  [ "$OUT/$name" -nt "$SRC/tests/fuzz/$name.cc" ] && return 0
+  local newest
+  newest=$(ls -t "$@" | head -1)
+  [ "$OUT/$name" -nt "$newest" ] && return 0
   clang++ "${FLAGS[@]}" "$@" "${LIBS[@]}" -o "$OUT/$name"
 }
 build fuzz_layer_tar "$SRC/tests/fuzz/fuzz_layer_tar.cc" "${COMMON[@]}"
 build fuzz_image_index "$SRC/tests/fuzz/fuzz_image_index.cc" "$SRC/layers/image.cc" "$SRC/layers/digest.cc" "${COMMON[@]}"
-# Seeds: a small layer tar in each compression, and index and manifest documents.
+# Seeds: inputs that once crashed a reader (tests/fuzz/regressions-*), a small layer tar in each compression, and index and manifest documents.
 mkdir -p "$OUT/seed-tar" "$OUT/seed-index" "$OUT/corpus-tar" "$OUT/corpus-index"
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 mkdir -p "$T/l/d"; echo x >"$T/l/d/f"; : >"$T/l/.wh.gone"; : >"$T/l/d/.wh..wh..opq"; ln -s f "$T/l/d/s"
@@ -40,7 +42,9 @@ for t in tar index; do
   rm -rf "$OUT/artifacts-$t"; mkdir -p "$OUT/artifacts-$t"
   rc=0
   "$OUT/$name" -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
-    -artifact_prefix="$OUT/artifacts-$t/" "$OUT/corpus-$t" "$OUT/seed-$t" >"$OUT/$name.log" 2>&1 || rc=$?
+    -artifact_prefix="$OUT/artifacts-$t/" "$OUT/corpus-$t" "$OUT/seed-$t" \
+    $([ -d "$SRC/tests/fuzz/regressions-$t" ] && echo "$SRC/tests/fuzz/regressions-$t") \
+    >"$OUT/$name.log" 2>&1 || rc=$?
   grep -E "^#[0-9]+.*DONE|stat::number_of_executed_units|ERROR|SUMMARY" "$OUT/$name.log" || true
   # A crash, leak, timeout or sanitizer report: libFuzzer exits non-zero and saves the input.
   if [ "$rc" -ne 0 ] || [ -n "$(ls -A "$OUT/artifacts-$t")" ]; then

@@ -92,5 +92,27 @@ TEST_F(Export, UmociUnpacksTheMergedView) {
   EXPECT_EQ(diff.status, 0) << diff.out << diff.err;
 }
 
+// An upper kernel overlayfs wrote with redirect_dir=on or metacopy=on cannot be said as a layer
+// tar by itself: export refuses it, naming the path and why, and writes nothing.
+TEST(ExportRefuses, RedirectsAndMetacopies) {
+  if (geteuid() != 0) GTEST_SKIP() << "trusted.* xattrs need root";
+  TempDir t("export");
+  write_file(t / "meta/f", "");
+  set_xattr(t / "meta/f", "trusted.overlay.metacopy", "");
+  make_dir(t / "redir/moved");
+  set_xattr(t / "redir/moved", "trusted.overlay.redirect", "old");
+  for (const char* layer : {"meta", "redir"}) {
+    SCOPED_TRACE(layer);
+    const fs::path out = t / (std::string(layer) + ".tar");
+    auto r = run({LAYERDIFF_BIN, "export", (t / layer).string(), "-o", out.string()});
+    EXPECT_EQ(r.status, 2) << r.out;
+    EXPECT_NE(
+        r.err.find(std::string(layer) == "meta" ? "/f is a metacopy" : "/moved has a redirect"),
+        std::string::npos)
+        << r.err;
+    EXPECT_FALSE(fs::exists(out));
+  }
+}
+
 }  // namespace
 }  // namespace layerfs::test

@@ -181,7 +181,6 @@ int run_diff(const DiffArgs& a) {
 struct ExportArgs {
   std::string source;
   std::string out;
-  std::vector<std::string> lowers;
   std::string into;
   int64_t source_date_epoch = -1;
   bool json = false;
@@ -199,14 +198,14 @@ int run_export(ExportArgs& a) {
       a.source_date_epoch = v;
     }
   }
-  // The layer to write: a live mount's upper, an upper given with its lowers, or one layer.
+  // The layer to write: a live mount's upper, or one upper or layer directory.
   auto stack = open_stack(a.source);
   if (!stack.ok()) return trouble(stack.err());
   if (stack->layers.size() != 1 && !stack->top_is_upper) {
     return trouble(failure(EINVAL, "'" + a.source + "' (" + stack->kind + ") has " +
                                        std::to_string(stack->layers.size()) +
-                                       " layers: export takes a live mount, an upper with "
-                                       "--lower, or one layer directory"));
+                                       " layers: export takes a live mount, or one upper or "
+                                       "layer directory"));
   }
   LayerSource& top = *stack->layers.back();
   const std::string root = top.info().directory;
@@ -222,6 +221,11 @@ int run_export(ExportArgs& a) {
       },
       ReadOptions{.hash = false});
   if (!read.ok()) return trouble(read.err());
+  if (!tree.metacopies().empty()) {
+    return trouble(failure(ENOTSUP, "'" + root + "': /" + tree.metacopies()[0] +
+                                        " is a metacopy (kernel overlayfs metacopy=on: its data "
+                                        "is in a lower layer), which a layer tar cannot say"));
+  }
   if (!tree.redirects().empty()) {
     return trouble(failure(ENOTSUP, "'" + root + "': directory /" + tree.redirects()[0] +
                                         " has a redirect (kernel overlayfs redirect_dir), " +
@@ -350,10 +354,8 @@ int main_impl(int argc, char** argv) {
                  "as podman diff does");
   ExportArgs x;
   CLI::App* exp = app.add_subcommand("export", "write a layer as an OCI layer tar");
-  exp->add_option("SOURCE", x.source, "a live mount, an upper dir (with --lower), or a layer dir")
-      ->required();
+  exp->add_option("SOURCE", x.source, "a live mount, or an upper or layer directory")->required();
   exp->add_option("-o,--output", x.out, "FILE.tar, FILE.tar.gz or FILE.tar.zst")->required();
-  exp->add_option("--lower", x.lowers, "a layer below the upper (base first; repeatable)");
   exp->add_option("--into", x.into, "also append the layer to the image oci:DIR:REF");
   exp->add_option("--source-date-epoch", x.source_date_epoch,
                   "clamp mtimes to this (default: $SOURCE_DATE_EPOCH)");
