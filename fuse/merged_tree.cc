@@ -95,9 +95,12 @@ Result<void> copy_up(Daemon& d, Inode& node, bool truncate) {
   const BorrowedFd dst = dst_dir->get();
   auto lower = sys::stat_at(w.dir_fd, w.name.c_str());
   if (!lower.ok()) return lower.err();
+  // The override the object shows is read only where the copy records one.
+  const std::optional<StatOverride> shown =
+      d.config.view.override_xattr.empty() ? std::nullopt : d.stat_override(node);
   const CopyUpOptions opts =
       plan_copy_up(*d.upper, d.config.stack->layer(node.layer()), *lower, node.st_ino(),
-                   d.config.view, d.stat_override(node), d.config.fsync_copy_up, truncate);
+                   d.config.view, shown, d.config.fsync_copy_up, truncate);
   auto made = layerfs::copy_up(*d.upper, w.dir_fd, w.name.c_str(), dst, w.name.c_str(), opts);
   if (!made.ok()) return made.err();
   std::optional<DirRef> upper_copy;

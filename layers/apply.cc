@@ -12,7 +12,6 @@
 #include "layers/archive.h"
 #include "layers/stat_override.h"
 #include "layers/sys/fs.h"
-#include "layers/sys/process.h"
 #include "layers/sys/xattr.h"
 #include "layers/tree.h"
 #include "layers/upper.h"
@@ -39,10 +38,7 @@ std::string name_of(const std::string& path) {
 
 class Applier {
  public:
-  Applier(Upper& target, const ApplyOptions& opts, const std::string& target_path)
-      : t_(target), opts_(opts), path_(target_path) {
-    root_ = sys::running_as_root();
-  }
+  Applier(Upper& target, const ApplyOptions& opts) : t_(target), opts_(opts) {}
 
   // The directory `rel` beneath the target, made (0755, like a tar's implied parent) where
   // missing; never through a symlink.
@@ -318,8 +314,6 @@ class Applier {
  private:
   Upper& t_;
   const ApplyOptions& opts_;
-  std::string path_;
-  bool root_ = false;
   Applied done_;
   Errno first_refusal_;
   std::set<std::string> opaque_;
@@ -333,7 +327,7 @@ Result<Applied> apply_layer(const std::string& layer, const std::string& target,
   auto opened = Upper::open_target(target, opts.format == ApplyFormat::kOverlay);
   if (!opened.ok()) return opened.err();
   Upper& t = **opened;
-  Applier applier(t, opts, target);
+  Applier applier(t, opts);
   // First pass: what the layer deletes and makes opaque (whiteouts may come after what they
   // sit beside in the tar, and apply to the layers below only).
   LayerTree tree;

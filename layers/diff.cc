@@ -20,9 +20,7 @@ bool same_mtime(const Entry& a, const Entry& b) {
 class Changes {
  public:
   void add(char kind, const std::string& path, std::vector<std::string> what = {}) {
-    auto [it, fresh] = by_path_.try_emplace(path, Change{kind, shown_path(path), std::move(what)});
-    (void)it;
-    (void)fresh;
+    by_path_.try_emplace(path, Change{kind, shown_path(path), std::move(what)});
   }
   bool has(const std::string& path) const { return by_path_.contains(path); }
   // Every directory above a change is changed too (not the root).
@@ -32,7 +30,6 @@ class Changes {
       for (size_t slash = path.rfind('/'); slash != std::string::npos && slash > 0;
            slash = path.rfind('/', slash - 1)) {
         parents.push_back(path.substr(0, slash));
-        if (slash == 0) break;
       }
     }
     for (const std::string& p : parents) add('C', p);

@@ -414,7 +414,6 @@ Result<Stack> open_stack(const std::string& spec) {
     auto [file, ref] = path_and_ref(rest);
     const std::string what = (oci ? "oci-archive '" : "docker-archive '") + file + "'";
     std::map<std::string, std::string> members;
-    std::map<std::string, std::string> links;  // member symlinks: name -> target
     auto scan = ArchiveReader::open_file(file);
     if (!scan.ok()) return scan.err();
     for (;;) {
@@ -432,7 +431,6 @@ Result<Stack> open_stack(const std::string& spec) {
       if (!rest_of.ok()) continue;
       members[*name] = text + *rest_of;
     }
-    (void)links;
     ReadMember fetch = [&](const std::string& path) -> Result<std::string> {
       auto it = members.find(path);
       if (it == members.end()) return failure(ENOENT, "no such member");

@@ -30,13 +30,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto tar = layerfs::ArchiveReader::open_stream(input, "fuzz");
   if (!tar.ok()) return 0;
   layerfs::LayerTree tree;
-  auto r = layerfs::read_layer_tar(
-      **tar,
-      [&](layerfs::Entry&& e) -> layerfs::Result<void> {
-        tree.add(std::move(e));
-        return {};
-      },
-      {});
+  auto r = layerfs::read_layer_tar(**tar,
+                                   [&](layerfs::Entry&& e) -> layerfs::Result<void> {
+                                     tree.add(std::move(e));
+                                     return {};
+                                   },
+                                   {});
   (void)r;
   const layerfs::LayerTree* layers[] = {&tree, &tree};
   auto view = layerfs::merge(layers);
