@@ -58,14 +58,6 @@ bool listed_deletion(const MergedView& now, const std::string& path, const DiffO
   return parent != now.end() && parent->second.entry->is_dir();
 }
 
-void deletions(const MergedView& before, const MergedView& after, const DiffOptions& opts,
-               Changes& changes) {
-  for (const auto& [path, shown] : before) {
-    if (path.empty() || after.contains(path)) continue;
-    if (listed_deletion(after, path, opts)) changes.add('D', path);
-  }
-}
-
 }  // namespace
 
 std::vector<std::string> differences(const Entry& a, const Entry& b, const DiffOptions& opts) {
@@ -97,17 +89,32 @@ std::vector<std::string> differences(const Entry& a, const Entry& b, const DiffO
 std::vector<Change> diff_views(const MergedView& old_view, const MergedView& new_view,
                                const DiffOptions& opts) {
   Changes changes;
-  for (const auto& [path, shown] : new_view) {
-    if (path.empty()) continue;
-    auto old = old_view.find(path);
-    if (old == old_view.end()) {
+  // Both views are sorted by path: one pass over the two at once.
+  auto old = old_view.begin();
+  for (auto now = new_view.begin(); now != new_view.end(); ++now) {
+    const std::string& path = now->first;
+    while (old != old_view.end() && old->first < path) {
+      if (listed_deletion(new_view, old->first, opts)) changes.add('D', old->first);
+      ++old;
+    }
+    const bool both = old != old_view.end() && old->first == path;
+    if (path.empty()) {
+      if (both) ++old;
+      continue;
+    }
+    if (!both) {
       changes.add('A', path);
       continue;
     }
-    auto what = differences(*old->second.entry, *shown.entry, opts);
+    auto what = differences(*old->second.entry, *now->second.entry, opts);
     if (!what.empty()) changes.add('C', path, std::move(what));
+    ++old;
   }
-  deletions(old_view, new_view, opts, changes);
+  for (; old != old_view.end(); ++old) {
+    if (!old->first.empty() && listed_deletion(new_view, old->first, opts)) {
+      changes.add('D', old->first);
+    }
+  }
   changes.add_parents();
   return changes.sorted();
 }
@@ -168,6 +175,61 @@ std::vector<Change> diff_layer(std::span<const LayerTree* const> below_layers, c
     if (e.is_dir()) changed_dirs.insert(path);
   }
   return changes.sorted();
+}
+
+LayerTree layer_between(const MergedView& below, const MergedView& view) {
+  std::set<std::string> objects;  // paths of `view` the layer holds
+  auto with_parents = [&](const std::string& path) {
+    for (std::string p = path; objects.insert(p).second;) {
+      const size_t slash = p.rfind('/');
+      if (slash == std::string::npos) break;
+      p.resize(slash);
+    }
+  };
+  for (const auto& [path, shown] : view) {
+    if (path.empty()) continue;
+    auto old = below.find(path);
+    if (old == below.end()) {
+      with_parents(path);
+      continue;
+    }
+    const Entry& was = *old->second.entry;
+    const Entry& now = *shown.entry;
+    if (!differences(was, now, DiffOptions{}).empty() || (now.is_dir() && !same_mtime(was, now))) {
+      with_parents(path);
+    }
+  }
+  std::vector<std::string> whiteouts;
+  for (const auto& [path, shown] : below) {
+    if (path.empty() || view.contains(path)) continue;
+    const size_t slash = path.rfind('/');
+    if (slash != std::string::npos) {
+      auto parent = view.find(path.substr(0, slash));
+      if (parent == view.end() || !parent->second.entry->is_dir()) continue;  // gone with it
+      with_parents(parent->first);
+    }
+    whiteouts.push_back(path);
+  }
+  LayerTree layer;
+  if (auto root = view.find(""); root != view.end()) layer.add(*root->second.entry);
+  // Parents before children: the set is sorted, and "a" sorts before "a/b".
+  for (const std::string& path : objects) {
+    Entry e = *view.at(path).entry;
+    e.implied = false;
+    e.opaque = false;
+    layer.add(std::move(e));
+  }
+  for (const std::string& path : whiteouts) {
+    const size_t slash = path.rfind('/');
+    Entry w;
+    w.mode = S_IFREG | 0644;
+    w.path =
+        slash == std::string::npos
+            ? std::string(Whiteout::kPrefix) + path
+            : path.substr(0, slash + 1) + std::string(Whiteout::kPrefix) + path.substr(slash + 1);
+    layer.add(std::move(w));
+  }
+  return layer;
 }
 
 }  // namespace layerfs

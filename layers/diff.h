@@ -50,6 +50,14 @@ std::vector<Change> diff_views(const MergedView& old_view, const MergedView& new
 std::vector<Change> diff_layer(std::span<const LayerTree* const> below_layers, const LayerTree& top,
                                const DiffOptions& opts);
 
+// The layer that, put over `below`, shows `view`: every path of `view` that `below` lacks or
+// shows otherwise (any of `differences`, a directory's mtime too), with the directories above
+// it taken from `view`; a whiteout for every path of `below` that `view` lacks, beneath a
+// directory `view` still has. It points into nothing: entries are copied. What export writes
+// for an upper whose markers a layer tar cannot say (redirects, metacopy files): the mount's
+// merged view against its lowers'.
+LayerTree layer_between(const MergedView& below, const MergedView& view);
+
 // The paths podman leaves out of every diff (libpod's initInodes): what it writes into each
 // container's root (/etc/hosts, /run/.containerenv, mount points). `--podman` drops them.
 bool podman_hides(const std::string& path);

@@ -75,10 +75,13 @@ Result<Xattrs> xattrs_of_open(BorrowedFd fd) {
   return out;
 }
 
-Result<Hash128> hash_open(BorrowedFd fd, const ReadOptions& opts, std::vector<char>& buf) {
+// The hash of the first `size` bytes (what stat said the file holds; no read for the end).
+Result<Hash128> hash_open(BorrowedFd fd, uint64_t size, const ReadOptions& opts,
+                          std::vector<char>& buf) {
   ContentHash h;
-  for (off_t off = 0;;) {
-    auto n = sys::pread_fd(fd, buf.data(), buf.size(), off);
+  for (off_t off = 0; static_cast<uint64_t>(off) < size;) {
+    const size_t want = std::min<uint64_t>(buf.size(), size - static_cast<uint64_t>(off));
+    auto n = sys::pread_fd(fd, buf.data(), want, off);
     if (!n.ok()) return n.err();
     if (*n == 0) break;
     h.update(buf.data(), *n);
@@ -112,7 +115,7 @@ struct DirWalk {
         // One open for the content and the xattrs (no path walk through /proc for them).
         auto fd = sys::open_at(dir, name, O_RDONLY | O_NOFOLLOW);
         if (!fd.ok()) return fd.err();
-        auto h = hash_open(fd->get(), opts, buf);
+        auto h = hash_open(fd->get(), e.size, opts, buf);
         if (!h.ok()) return h.err();
         e.hash = *h;
         auto x = xattrs_of_open(fd->get());
@@ -481,6 +484,7 @@ Result<Stack> open_stack(const std::string& spec) {
   if (S_ISDIR(st->st_mode) || S_ISLNK(st->st_mode)) {
     if (auto m = mount_layers(*real); m.ok()) {
       stack.kind = m->type + " mount";
+      stack.mountpoint = *real;
       for (auto it = m->lowers.rbegin(); it != m->lowers.rend(); ++it) {
         stack.layers.push_back(std::make_unique<DirLayer>(*it));
       }

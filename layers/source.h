@@ -55,6 +55,7 @@ struct Stack {
   std::vector<std::unique_ptr<LayerSource>> layers;  // base first
   // A live mount's top layer is its upper (what `layerdiff diff MOUNT` shows).
   bool top_is_upper = false;
+  std::string mountpoint;  // a live mount: where its merged view is (realpath)
 };
 
 // Opens what `spec` names. The error is one line naming the spec and the reason.

@@ -114,7 +114,19 @@ void LayerTree::add(Entry e) {
     metacopies_.push_back(e.path);
   }
   std::erase_if(e.xattrs, [](const auto& kv) { return Whiteout::is_private_xattr(kv.first); });
-  if (!e.path.empty()) implied_dir(parent);
+  // Readers deliver parents before children, mostly in path order: the last directory added
+  // and the end of the map are where most entries go, found without a search.
+  if (!e.path.empty() && parent != last_dir_) implied_dir(parent);
+  if (S_ISDIR(e.mode)) {
+    last_dir_ = e.path;
+  } else if (e.path == last_dir_) {
+    last_dir_ = "\n";  // a directory replaced by a later entry of the same layer
+  }
+  if (entries_.empty() || entries_.rbegin()->first < e.path) {
+    std::string path = e.path;
+    entries_.emplace_hint(entries_.end(), std::move(path), std::move(e));
+    return;
+  }
   auto it = entries_.find(e.path);
   if (it != entries_.end()) {
     // A ".wh..wh..opq" seen before its directory's own entry still counts, and so does a
@@ -129,15 +141,37 @@ void LayerTree::add(Entry e) {
   }
 }
 
-void apply_layer(MergedView& view, const LayerTree& layer, uint32_t i) {
+void apply_layer(MergedView& view, const LayerTree& layer, uint32_t i,
+                 const HideObserver& observe) {
+  // Takes `path` and everything below it out of the view, telling the observer.
+  auto hide_tree = [&](const std::string& path, const Entry& by) {
+    if (observe) {
+      if (auto it = view.find(path); it != view.end()) observe(path, it->second, by, i);
+      for (auto it = view.lower_bound(path + '/');
+           it != view.end() && it->first.size() > path.size() && it->first.starts_with(path) &&
+           it->first[path.size()] == '/';
+           ++it) {
+        observe(it->first, it->second, by, i);
+      }
+    }
+    erase_tree(view, path);
+  };
   for (const auto& [path, e] : layer.entries()) {
     if (path.empty()) {
       // A layer root never hides the roots below (kernel overlayfs ignores opaque there).
-      if (!e.implied || !view.contains(path)) view[path] = Shown{&e, i};
+      if (!e.implied || !view.contains(path)) {
+        auto it = view.find(path);
+        if (it != view.end() && observe) observe(path, it->second, e, i);
+        view[path] = Shown{&e, i};
+      }
       continue;
     }
     if (e.kind == Entry::Kind::kWhiteout) {
-      erase_tree(view, path);
+      hide_tree(path, e);
+      continue;
+    }
+    if (view.empty() || view.rbegin()->first < path) {
+      view.emplace_hint(view.end(), path, Shown{&e, i});  // the first layer: every path
       continue;
     }
     auto it = view.lower_bound(path);
@@ -148,13 +182,17 @@ void apply_layer(MergedView& view, const LayerTree& layer, uint32_t i) {
     }
     const bool was_dir = it->second.entry->is_dir();
     if (was_dir && e.is_dir() && !e.opaque) {
-      if (!e.implied) it->second = Shown{&e, i};
+      if (!e.implied) {
+        if (observe) observe(path, it->second, e, i);
+        it->second = Shown{&e, i};
+      }
       continue;
     }
     if (was_dir) {
-      erase_tree(view, path);
+      hide_tree(path, e);
       view[path] = Shown{&e, i};
     } else {
+      if (observe) observe(path, it->second, e, i);
       it->second = Shown{&e, i};  // a non-directory has nothing below it
     }
   }

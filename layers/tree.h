@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <span>
@@ -48,6 +49,7 @@ class LayerTree {
   std::set<std::string, std::less<>> xwhiteout_dirs_;
   std::vector<std::string> redirects_;
   std::vector<std::string> metacopies_;
+  std::string last_dir_ = "\n";  // the directory last added (none yet: no path is "\n")
   size_t whiteouts_ = 0;
   uint64_t groups_ = 1ull << 32;  // hard-link groups this tree numbers (above a reader's)
 };
@@ -61,8 +63,15 @@ struct Shown {
 // The merged view of `layers` (base first). It points into the trees, which must outlive it.
 using MergedView = std::map<std::string, Shown>;
 MergedView merge(std::span<const LayerTree* const> layers);
+// What a merge hides as it applies a layer (for the tools that tell where bytes go): the path
+// and what was shown there, the entry of the new layer that hid it, and that layer. The entry
+// is at the same path when it replaced the object there (shadowed), or is a whiteout, an
+// opaque directory or a non-directory at the path or above it when it deleted it (removed).
+using HideObserver = std::function<void(const std::string& path, const Shown& was, const Entry& by,
+                                        uint32_t by_layer)>;
 // Applies one more layer on top of `view`, shown as layer `index`.
-void apply_layer(MergedView& view, const LayerTree& layer, uint32_t index);
+void apply_layer(MergedView& view, const LayerTree& layer, uint32_t index,
+                 const HideObserver& observe = {});
 
 // Removes `path` and everything below it from `view`.
 template <class V>

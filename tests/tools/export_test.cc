@@ -1,6 +1,7 @@
 // layerdiff export: reproducible bytes, digests that sha256sum agrees with, and an image umoci
 // unpacks into the merged view the layers came from.
 #include <gtest/gtest.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "layers/digest.h"
@@ -94,7 +95,7 @@ TEST_F(Export, UmociUnpacksTheMergedView) {
 
 // An upper kernel overlayfs wrote with redirect_dir=on or metacopy=on cannot be said as a layer
 // tar by itself: export refuses it, naming the path and why, and writes nothing.
-TEST(ExportRefuses, RedirectsAndMetacopies) {
+TEST(ExportRedirects, AnUnmountedUpperIsRefused) {
   if (geteuid() != 0) GTEST_SKIP() << "trusted.* xattrs need root";
   TempDir t("export");
   write_file(t / "meta/f", "");
@@ -110,8 +111,57 @@ TEST(ExportRefuses, RedirectsAndMetacopies) {
         r.err.find(std::string(layer) == "meta" ? "/f is a metacopy" : "/moved has a redirect"),
         std::string::npos)
         << r.err;
+    EXPECT_NE(r.err.find("mount it and export the mount"), std::string::npos) << r.err;
     EXPECT_FALSE(fs::exists(out));
   }
+}
+
+// A kernel overlayfs upper with a renamed directory (redirect_dir=on) and a chmod (metacopy=on)
+// is exported from the mount's merged view; the tar applied as the upper of a plain mount over
+// the same lowers shows that view again.
+TEST(ExportRedirects, AMountWithRedirectsAndMetacopiesExportsItsMergedView) {
+  SKIP_WITHOUT_KERNEL_OVERLAY();
+  TempDir t("export");
+  write_file(t / "low/d/one", "one");
+  write_file(t / "low/d/sub/two", "two");
+  write_file(t / "low/big", std::string(300000, 'b'));
+  write_file(t / "low/gone", "gone");
+  write_file(t / "low/keep", "keep");
+  for (const char* d : {"up", "work", "m", "applied", "kwork", "k"}) make_dir(t / d);
+  Tree want;
+  {
+    KernelOverlay k({t / "low"}, t / "m",
+                    "upperdir=" + (t / "up").string() + ",workdir=" + (t / "work").string() +
+                        ",redirect_dir=on,metacopy=on");
+    if (!k.ok()) GTEST_SKIP() << "kernel overlayfs without redirect_dir/metacopy: " << k.error();
+    ASSERT_EQ(rename((t / "m/d").c_str(), (t / "m/moved").c_str()), 0);
+    ASSERT_EQ(chmod((t / "m/big").c_str(), 0600), 0);
+    fs::remove(t / "m/gone");
+    write_file(t / "m/moved/sub/three", "three");
+    ASSERT_NE(xattr_of(t / "up/moved", "trusted.overlay.redirect"), "");
+    ASSERT_GE(lgetxattr((t / "up/big").c_str(), "trusted.overlay.metacopy", nullptr, 0), 0)
+        << "a chmod made no metacopy";
+    want = snapshot(t / "m");
+    auto r = run({LAYERDIFF_BIN, "export", (t / "m").string(), "-o", (t / "l.tar").string()});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("exported as its merged view compared with its lowers"), std::string::npos)
+        << r.err;
+  }
+  auto applied = run({LAYERDIFF_BIN, "apply", (t / "l.tar").string(), (t / "applied").string()});
+  ASSERT_EQ(applied.status, 0) << applied.err;
+  Tree got;
+  {
+    KernelOverlay k({t / "low"}, t / "k",
+                    "upperdir=" + (t / "applied").string() + ",workdir=" + (t / "kwork").string());
+    ASSERT_TRUE(k.ok()) << k.error();
+    got = snapshot(t / "k");
+  }
+  const Ignore ignore{.ino = true, .atime = true, .nlink = true, .blocks = true};
+  auto d = compare(want, got, ignore);
+  std::erase_if(d, [](const std::string& l) {
+    return l.find(" ctime: ") != std::string::npos || l.starts_with("'' mtime");
+  });
+  EXPECT_TRUE(d.empty()) << ::testing::PrintToString(d);
 }
 
 }  // namespace

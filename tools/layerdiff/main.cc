@@ -221,16 +221,47 @@ int run_export(ExportArgs& a) {
       },
       ReadOptions{.hash = false});
   if (!read.ok()) return trouble(read.err());
-  if (!tree.metacopies().empty()) {
-    return trouble(failure(ENOTSUP, "'" + root + "': /" + tree.metacopies()[0] +
-                                        " is a metacopy (kernel overlayfs metacopy=on: its data "
-                                        "is in a lower layer), which a layer tar cannot say"));
-  }
-  if (!tree.redirects().empty()) {
-    return trouble(failure(ENOTSUP, "'" + root + "': directory /" + tree.redirects()[0] +
-                                        " has a redirect (kernel overlayfs redirect_dir), " +
-                                        "which a layer tar cannot say; export the merged view "
-                                        "with layerdiff diff instead"));
+  // Redirects and metacopy files say "look below", which a layer tar cannot: such an upper is
+  // exported as the difference between its mount's merged view and the lowers' view.
+  std::string content_root = root;
+  if (!tree.metacopies().empty() || !tree.redirects().empty()) {
+    const std::string why = !tree.redirects().empty()
+                                ? "directory /" + tree.redirects()[0] + " has a redirect"
+                                : "/" + tree.metacopies()[0] + " is a metacopy";
+    if (stack->mountpoint.empty()) {
+      return trouble(failure(ENOTSUP, "'" + root + "': " + why +
+                                          " (kernel overlayfs), which a layer tar cannot say; "
+                                          "mount it and export the mount"));
+    }
+    std::fprintf(stderr,
+                 "layerdiff: %s: %s: exported as its merged view compared with its lowers\n",
+                 a.source.c_str(), why.c_str());
+    Progress progress(a.source);
+    const ReadOptions hashed{.hash = true, .progress = progress.callback()};
+    std::vector<LayerTree> lowers;
+    for (size_t i = 0; i + 1 < stack->layers.size(); ++i) {
+      LayerTree& l = lowers.emplace_back();
+      auto r = stack->layers[i]->read(
+          [&](Entry&& e) -> Result<void> {
+            l.add(std::move(e));
+            return {};
+          },
+          hashed);
+      if (!r.ok()) return trouble(r.err());
+    }
+    LayerTree shown;
+    auto r = read_dir_layer(
+        stack->mountpoint,
+        [&](Entry&& e) -> Result<void> {
+          shown.add(std::move(e));
+          return {};
+        },
+        hashed);
+    if (!r.ok()) return trouble(r.err());
+    const MergedView below = view_of(lowers, lowers.size());
+    const LayerTree* one[] = {&shown};
+    tree = layer_between(below, merge(one));
+    content_root = stack->mountpoint;
   }
   ExportOptions opts;
   opts.compression = compression_for(a.out);
@@ -238,7 +269,7 @@ int run_export(ExportArgs& a) {
   opts.warn = [](const std::string& w) {
     std::fprintf(stderr, "layerdiff: warning: %s\n", w.c_str());
   };
-  auto done = export_layer(tree, root, a.out, opts);
+  auto done = export_layer(tree, content_root, a.out, opts);
   if (!done.ok()) return trouble(done.err());
   std::string manifest;
   if (!a.into.empty()) {
