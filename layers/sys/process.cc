@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <spawn.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -13,6 +14,12 @@
 #include "layers/sys/fs.h"
 
 namespace layerfs::sys {
+
+unsigned terminal_columns(int fd) {
+  struct winsize ws {};
+  if (ioctl(fd, TIOCGWINSZ, &ws) != 0) return 0;
+  return ws.ws_col;
+}
 
 pid_t process_id() { return ::getpid(); }
 

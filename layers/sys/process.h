@@ -27,6 +27,9 @@ Result<std::string> real_path(const char* path);
 // signal that ended it).
 Result<int> run_program(const std::vector<std::string>& argv);
 
+// The width of the terminal on `fd` in columns; 0 when it is not a terminal.
+unsigned terminal_columns(int fd);
+
 // How many fds the process has open now.
 size_t count_open_fds();
 // Raises RLIMIT_NOFILE as far as the process may; returns the soft limit in force after.

@@ -1,0 +1,256 @@
+#include "layers/usage.h"
+
+#include <algorithm>
+#include <map>
+#include <unordered_map>
+
+namespace layerfs {
+namespace {
+
+EntryFate* find_file(LayerUsage& layer, const Entry* e) {
+  auto it = std::lower_bound(
+      layer.files.begin(), layer.files.end(), e->path,
+      [](const EntryFate& f, const std::string& path) { return f.entry->path < path; });
+  return it != layer.files.end() && it->entry == e ? &*it : nullptr;
+}
+
+const EntryFate* find_path(const LayerUsage& layer, const std::string& path) {
+  auto it =
+      std::lower_bound(layer.files.begin(), layer.files.end(), path,
+                       [](const EntryFate& f, const std::string& p) { return f.entry->path < p; });
+  return it != layer.files.end() && it->entry->path == path ? &*it : nullptr;
+}
+
+bool same_content(const Entry& a, const Entry& b) {
+  return a.is_reg() && b.is_reg() && a.size == b.size && a.hash && b.hash && *a.hash == *b.hash;
+}
+
+int rank(Fate f) { return f == Fate::kLive ? 0 : f == Fate::kShadowed ? 1 : 2; }
+
+std::string layer_word(int32_t layer) { return "layer " + std::to_string(layer); }
+
+}  // namespace
+
+const char* fate_name(Fate f) {
+  switch (f) {
+    case Fate::kLive:
+      return "live";
+    case Fate::kShadowed:
+      return "shadowed";
+    case Fate::kRemoved:
+      break;
+  }
+  return "removed";
+}
+
+Usage analyse(std::span<const LayerTree* const> layers, size_t top_n) {
+  Usage u;
+  u.layers.resize(layers.size());
+  // Every entry of every layer, and the bytes it counts: once per hard-link group.
+  for (uint32_t i = 0; i < layers.size(); ++i) {
+    LayerUsage& l = u.layers[i];
+    l.index = i;
+    std::unordered_map<uint64_t, bool> groups;
+    for (const auto& [path, e] : layers[i]->entries()) {
+      if (path.empty() || e.implied) continue;
+      EntryFate f;
+      f.entry = &e;
+      f.change = e.kind == Entry::Kind::kWhiteout ? 'D' : 'A';
+      if (e.is_reg() && (e.link_group == 0 || groups.emplace(e.link_group, true).second)) {
+        f.bytes = e.size;
+        l.allocated += e.allocated;
+      }
+      l.bytes += f.bytes;
+      l.files.push_back(f);
+    }
+    l.entries = l.files.size();
+  }
+
+  // The merge, replayed base first, says what each layer hides.
+  std::unordered_map<const Entry*, uint64_t> dive_whiteout;  // what dive sizes a whiteout at
+  MergedView view;
+  for (uint32_t j = 0; j < layers.size(); ++j) {
+    apply_layer(view, *layers[j], j,
+                [&](const std::string& path, const Shown& was, const Entry& by, uint32_t) {
+                  if (path.empty()) return;
+                  const bool removed = by.kind == Entry::Kind::kWhiteout || by.path != path;
+                  EntryFate* f = find_file(u.layers[was.layer], was.entry);
+                  if (f != nullptr) {
+                    f->fate = removed ? Fate::kRemoved : Fate::kShadowed;
+                    f->by_layer = static_cast<int32_t>(j);
+                    f->by = &by;
+                    if (by.kind == Entry::Kind::kWhiteout && by.path != path) {
+                      dive_whiteout[&by] += f->bytes;
+                    }
+                  }
+                  if (removed) {
+                    ++u.layers[j].removed;
+                    return;
+                  }
+                  EntryFate* mine = find_file(u.layers[j], &by);
+                  if (mine == nullptr) return;
+                  mine->change = 'M';
+                  if (same_content(*was.entry, by)) mine->metadata_copy = true;
+                });
+  }
+
+  // A hard-link group's bytes end as its best-kept name does.
+  for (LayerUsage& l : u.layers) {
+    std::unordered_map<uint64_t, Fate> best;
+    for (const EntryFate& f : l.files) {
+      if (f.entry->link_group == 0 || !f.entry->is_reg()) continue;
+      auto [it, fresh] = best.try_emplace(f.entry->link_group, f.fate);
+      if (!fresh && rank(f.fate) < rank(it->second)) it->second = f.fate;
+    }
+    for (const EntryFate& f : l.files) {
+      if (f.entry->kind == Entry::Kind::kWhiteout) continue;
+      if (f.change == 'A') ++l.added;
+      if (f.change == 'M') ++l.modified;
+      if (f.metadata_copy) l.metadata_copy_bytes += f.bytes;
+      const Fate fate =
+          f.entry->link_group != 0 && f.entry->is_reg() ? best.at(f.entry->link_group) : f.fate;
+      (fate == Fate::kLive       ? l.live_bytes
+       : fate == Fate::kShadowed ? l.shadowed_bytes
+                                 : l.removed_bytes) += f.bytes;
+    }
+    u.total_bytes += l.bytes;
+    u.live_bytes += l.live_bytes;
+    u.allocated_bytes += l.allocated;
+    u.metadata_copy_bytes += l.metadata_copy_bytes;
+  }
+  u.reclaimable_bytes = u.total_bytes - u.live_bytes;
+  u.efficiency = u.total_bytes == 0
+                     ? 1.0
+                     : static_cast<double>(u.live_bytes) / static_cast<double>(u.total_bytes);
+
+  // Duplicates: live content under more than one name (one hard-link group counts once).
+  struct Copies {
+    uint64_t size = 0;
+    std::vector<std::pair<std::string, uint32_t>> where;
+  };
+  std::map<std::pair<uint64_t, std::pair<uint64_t, uint64_t>>, Copies> by_content;
+  {
+    std::map<std::pair<uint32_t, uint64_t>, bool> seen_groups;
+    for (const auto& [path, shown] : view) {
+      const Entry& e = *shown.entry;
+      if (!e.is_reg() || e.size == 0 || !e.hash) continue;
+      if (e.link_group != 0 &&
+          !seen_groups.emplace(std::pair(shown.layer, e.link_group), true).second)
+        continue;
+      Copies& c = by_content[{e.size, {e.hash->high, e.hash->low}}];
+      c.size = e.size;
+      c.where.emplace_back(path, shown.layer);
+    }
+  }
+
+  // The top list: a path's copies that did not survive, a deleted directory as one item, and
+  // content shown under several names.
+  std::map<std::string, TopItem> items;
+  for (const LayerUsage& l : u.layers) {
+    for (const EntryFate& f : l.files) {
+      if (f.bytes == 0 || f.fate == Fate::kLive) continue;
+      const LayerUsage& by = u.layers[static_cast<size_t>(f.by_layer)];
+      if (f.fate == Fate::kRemoved) {
+        // Removed by a marker at the path or above it: the item is that path.
+        const std::string& root = f.by->path;
+        TopItem& item = items["/" + root];
+        item.path = "/" + root;
+        item.directory = root != f.entry->path;
+        item.reclaimable_bytes += f.bytes;
+        if (item.reasons.empty()) item.reasons.emplace_back("removed");
+        auto c = std::find_if(item.copies.begin(), item.copies.end(),
+                              [&](const Copy& x) { return x.layer == l.index; });
+        if (c == item.copies.end()) {
+          item.copies.push_back(Copy{l.index, 0, "removed by " + layer_word(f.by_layer)});
+          c = item.copies.end() - 1;
+        }
+        c->bytes += f.bytes;
+        continue;
+      }
+      TopItem& item = items["/" + f.entry->path];
+      item.path = "/" + f.entry->path;
+      item.reclaimable_bytes += f.bytes;
+      const EntryFate* above = find_path(by, f.entry->path);
+      const bool meta = above != nullptr && above->metadata_copy;
+      const std::string reason = meta ? "metadata-only copy" : "shadowed";
+      if (std::find(item.reasons.begin(), item.reasons.end(), reason) == item.reasons.end()) {
+        item.reasons.push_back(reason);
+      }
+      item.copies.push_back(Copy{l.index, f.bytes,
+                                 (meta ? "shadowed by a metadata-only copy in " : "shadowed by ") +
+                                     layer_word(f.by_layer)});
+    }
+  }
+  for (auto& [path, item] : items) {
+    if (item.directory) continue;
+    auto shown = view.find(path.substr(1));
+    if (shown != view.end()) {
+      item.copies.push_back(Copy{shown->second.layer, shown->second.entry->size, "live"});
+    }
+  }
+  std::vector<TopItem> top;
+  for (auto& [path, item] : items) top.push_back(std::move(item));
+  for (auto& [key, c] : by_content) {
+    if (c.where.size() < 2) continue;
+    const uint64_t extra = c.size * (c.where.size() - 1);
+    u.duplicate_bytes += extra;
+    TopItem item;
+    item.path = "/" + c.where[0].first;
+    item.reclaimable_bytes = extra;
+    item.reasons.emplace_back("duplicate");
+    for (const auto& [path, layer] : c.where) {
+      item.copies.push_back(Copy{layer, c.size, "same content at /" + path});
+    }
+    top.push_back(std::move(item));
+  }
+  std::stable_sort(top.begin(), top.end(), [](const TopItem& a, const TopItem& b) {
+    return a.reclaimable_bytes > b.reclaimable_bytes;
+  });
+  if (top.size() > top_n) top.resize(top_n);
+  u.top = std::move(top);
+
+  // dive's score over the same layers: every leaf path of every layer (a non-directory, a
+  // whiteout, a directory with nothing below it in that layer), sized as dive sizes it.
+  struct DivePath {
+    uint64_t cumulative = 0;
+    uint64_t smallest = 0;
+    uint32_t copies = 0;
+  };
+  std::unordered_map<std::string, DivePath> dive;
+  uint64_t user_bytes = 0;
+  for (uint32_t i = 0; i < layers.size(); ++i) {
+    const LayerUsage& l = u.layers[i];
+    if (i != 0) user_bytes += l.bytes;
+    for (size_t k = 0; k < l.files.size(); ++k) {
+      const EntryFate& f = l.files[k];
+      if (f.entry->is_dir()) {
+        const bool has_child =
+            k + 1 < l.files.size() && l.files[k + 1].entry->path.starts_with(f.entry->path + "/");
+        if (has_child) continue;
+      }
+      uint64_t size = f.bytes;
+      if (f.entry->kind == Entry::Kind::kWhiteout) {
+        auto w = dive_whiteout.find(f.entry);
+        size = w == dive_whiteout.end() ? 0 : w->second;
+      }
+      DivePath& d = dive[f.entry->path];
+      d.cumulative += size;
+      d.smallest = d.copies == 0 ? size : std::min(d.smallest, size);
+      ++d.copies;
+    }
+  }
+  uint64_t smallest = 0, discovered = 0;
+  for (const auto& [path, d] : dive) {
+    smallest += d.smallest;
+    discovered += d.cumulative;
+    if (d.copies >= 2) u.dive_wasted_bytes += d.cumulative;
+  }
+  u.dive_efficiency =
+      discovered == 0 ? 1.0 : static_cast<double>(smallest) / static_cast<double>(discovered);
+  u.dive_user_wasted_percent =
+      user_bytes == 0 ? 0.0
+                      : static_cast<double>(u.dive_wasted_bytes) / static_cast<double>(user_bytes);
+  return u;
+}
+
+}  // namespace layerfs
