@@ -1,5 +1,6 @@
 #include "layers/source.h"
 
+#include <archive_entry.h>
 #include <fcntl.h>
 
 #include <algorithm>
@@ -417,6 +418,8 @@ Result<Stack> open_stack(const std::string& spec) {
     auto [file, ref] = path_and_ref(rest);
     const std::string what = (oci ? "oci-archive '" : "docker-archive '") + file + "'";
     std::map<std::string, std::string> members;
+    std::map<std::string, uint64_t> sizes;     // every member's size
+    std::map<std::string, std::string> links;  // symlinked members: what they name
     auto scan = ArchiveReader::open_file(file);
     if (!scan.ok()) return scan.err();
     for (;;) {
@@ -425,6 +428,14 @@ Result<Stack> open_stack(const std::string& spec) {
       if (!*more) break;
       auto name = normalize_member_path((*scan)->name());
       if (!name.ok()) continue;
+      sizes[*name] = static_cast<uint64_t>(std::max<int64_t>((*scan)->size(), 0));
+      if (const char* target = archive_entry_symlink((*scan)->entry()); target != nullptr) {
+        // "<id>/layer.tar -> ../<diffid>.tar" (podman's docker-archive)
+        const size_t slash = name->rfind('/');
+        std::string joined =
+            (slash == std::string::npos ? "" : name->substr(0, slash + 1)) + target;
+        if (auto real = normalize_member_path(joined); real.ok()) links[*name] = *real;
+      }
       if (!is_metadata_member(*name)) continue;
       auto first = (*scan)->read_block();
       if (!first.ok()) return first.err();
@@ -443,7 +454,18 @@ Result<Stack> open_stack(const std::string& spec) {
     if (!image.ok()) return image.err();
     stack.kind = oci ? "oci-archive" : "docker-archive";
     for (const ImageLayer& l : image->layers) {
-      stack.layers.push_back(std::make_unique<MemberLayer>(file, l.member, info_of(l)));
+      LayerInfo info = info_of(l);
+      if (info.compressed_size == 0) {
+        // A docker-archive's manifest gives no sizes: the member's own, as stored.
+        auto link = links.find(l.member);
+        auto size = sizes.find(link != links.end() ? link->second : l.member);
+        if (size != sizes.end()) info.compressed_size = size->second;
+      }
+      if (!oci && info.media_type.empty()) {
+        info.media_type = "application/vnd.docker.image.rootfs.diff.tar";
+      }
+      if (!oci && info.digest.empty()) info.digest = info.diff_id;  // an uncompressed tar
+      stack.layers.push_back(std::make_unique<MemberLayer>(file, l.member, std::move(info)));
     }
     return std::move(stack);
   };

@@ -3,10 +3,13 @@
 // exit statuses. tests/e2e/layerdu.sh adds podman save, podman history and the HTML page in
 // Chromium.
 #include <gtest/gtest.h>
+#include <png.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "tests/support/mounts.h"
 #include "tests/support/tree.h"
@@ -222,6 +225,108 @@ TEST_F(Du, BadSourceIsOneLineAndStatusTwo) {
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("missing"), std::string::npos) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+}  // namespace
+}  // namespace layerfs::test
+
+namespace layerfs::test {
+namespace {
+
+// Distinct colours and the share of pixels that are not the page's white, in a PNG.
+struct Picture {
+  size_t colours = 0;
+  double inked = 0;
+};
+Picture look_at(const fs::path& png) {
+  png_image image{};
+  image.version = PNG_IMAGE_VERSION;
+  if (png_image_begin_read_from_file(&image, png.c_str()) == 0) return {};
+  image.format = PNG_FORMAT_RGB;
+  std::vector<unsigned char> px(PNG_IMAGE_SIZE(image));
+  if (png_image_finish_read(&image, nullptr, px.data(), 0, nullptr) == 0) return {};
+  std::set<uint32_t> colours;
+  size_t inked = 0;
+  for (size_t i = 0; i + 2 < px.size(); i += 3) {
+    const uint32_t c = px[i] << 16 | px[i + 1] << 8 | px[i + 2];
+    colours.insert(c);
+    if (c != 0xffffff) ++inked;
+  }
+  return {colours.size(), static_cast<double>(inked) / static_cast<double>(px.size() / 3)};
+}
+
+std::string attribute(const std::string& dom, const std::string& name) {
+  const size_t at = dom.find(name + "=\"");
+  if (at == std::string::npos) return "";
+  const size_t start = at + name.size() + 2;
+  return dom.substr(start, dom.find('"', start) - start);
+}
+
+// The value a number on the page carries (data-value of the element with that id).
+std::string number_on_page(const std::string& dom, const std::string& id) {
+  const size_t at = dom.find("id=\"" + id + "\"");
+  if (at == std::string::npos) return "";
+  const size_t tag = dom.rfind('<', at);
+  return attribute(dom.substr(tag, dom.find('>', at) - tag), "data-value");
+}
+
+TEST_F(Du, TheHtmlReportDrawsInChromiumWithTheJsonNumbers) {
+  if (run({"sh", "-c", "command -v chromium"}).status != 0) {
+    GTEST_SKIP() << "no chromium (./dev installs it)";
+  }
+  const fs::path page = t_ / "report.html", shot = t_ / "shot.png";
+  auto r = run({LAYERDU_BIN, "--json", "--no-files", "--html", page.string(), dirs()});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  std::ifstream in(page);
+  const std::string html((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Self-contained: nothing fetched from anywhere.
+  for (const char* ref : {"src=", "href=", "http://", "https://", "@import", "url("}) {
+    if (std::string(ref) == "http://") {
+      // The SVG namespace is the one http:// the page may name.
+      std::string rest = html;
+      for (size_t at; (at = rest.find("http://www.w3.org/2000/svg")) != std::string::npos;)
+        rest.erase(at, 26);
+      EXPECT_EQ(rest.find(ref), std::string::npos) << ref;
+      continue;
+    }
+    EXPECT_EQ(html.find(ref), std::string::npos) << ref;
+  }
+  const std::vector<std::string> chrome = {"chromium",
+                                           "--headless",
+                                           "--no-sandbox",
+                                           "--disable-gpu",
+                                           "--window-size=1100,1400",
+                                           "--virtual-time-budget=5000"};
+  auto args = chrome;
+  args.push_back("--dump-dom");
+  args.push_back("file://" + page.string());
+  auto dom = run(args);
+  ASSERT_EQ(dom.status, 0) << dom.err;
+  const size_t body = dom.out.find("<body");
+  ASSERT_NE(body, std::string::npos) << dom.out.substr(0, 400);
+  const std::string body_tag = dom.out.substr(body, dom.out.find('>', body) - body);
+  EXPECT_EQ(attribute(body_tag, "data-drawn"), "yes") << body_tag;
+  // Three layers with live, shadowed and removed parts: six segments (layer 2 is all live).
+  EXPECT_GE(std::stoi(attribute(body_tag, "data-bars")), 4) << body_tag;
+  EXPECT_GE(std::stoi(attribute(body_tag, "data-treemap-rects")), 2) << body_tag;
+  EXPECT_EQ(attribute(body_tag, "data-top-rows"), std::to_string(j["top"].size())) << body_tag;
+  for (const char* k : {"total_bytes", "live_bytes", "reclaimable_bytes", "duplicate_bytes"}) {
+    std::string id = k;
+    std::replace(id.begin(), id.end(), '_', '-');
+    EXPECT_EQ(number_on_page(dom.out, id), std::to_string(j["totals"][k].get<uint64_t>())) << k;
+  }
+  args = chrome;
+  args.push_back("--screenshot=" + shot.string());
+  args.push_back("file://" + page.string());
+  auto taken = run(args);
+  ASSERT_EQ(taken.status, 0) << taken.err;
+  const Picture p = look_at(shot);
+  EXPECT_GT(p.colours, 20u) << "the screenshot is blank or nearly";
+  EXPECT_GT(p.inked, 0.15) << "the chart and treemap cover part of the page";
+  if (const char* keep = getenv("LAYERDU_SCREENSHOT"); keep != nullptr && *keep != '\0') {
+    fs::copy_file(shot, keep, fs::copy_options::overwrite_existing);
+  }
 }
 
 }  // namespace

@@ -99,13 +99,12 @@ nlohmann::json to_json(const Analysed& a, bool files) {
                         {"modified", l.modified},
                         {"removed", l.removed}};
     if (on_disk) j["allocated_bytes"] = l.allocated;
-    if (!info.digest.empty()) {
-      j["digest"] = info.digest;
-      j["diff_id"] = info.diff_id;
-      j["media_type"] = info.media_type;
-      j["compressed_bytes"] = info.compressed_size;
-      j["created_by"] = info.created_by;
-    }
+    // Image layers: what the image says of them.
+    if (!info.digest.empty()) j["digest"] = info.digest;
+    if (!info.diff_id.empty()) j["diff_id"] = info.diff_id;
+    if (!info.media_type.empty()) j["media_type"] = info.media_type;
+    if (info.compressed_size > 0) j["compressed_bytes"] = info.compressed_size;
+    if (!info.created_by.empty()) j["created_by"] = info.created_by;
     if (files) {
       nlohmann::json list = nlohmann::json::array();
       for (const EntryFate& f : l.files) {
