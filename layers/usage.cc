@@ -250,6 +250,7 @@ Usage analyse(std::span<const LayerTree* const> layers, size_t top_n) {
   u.dive_user_wasted_percent =
       user_bytes == 0 ? 0.0
                       : static_cast<double>(u.dive_wasted_bytes) / static_cast<double>(user_bytes);
+  u.view = std::move(view);
   return u;
 }
 

@@ -76,6 +76,7 @@ struct Usage {
   uint64_t dive_wasted_bytes = 0;
   double dive_user_wasted_percent = 0.0;
   std::vector<TopItem> top;  // by reclaimable bytes, largest first
+  MergedView view;           // the merged view of the whole stack
 };
 
 // Analyses `layers` (base first). The result points into the trees, which must outlive it.

@@ -67,7 +67,7 @@ nlohmann::json treemap_data(const Analysed& a) {
   Node root;
   root.name = "/";
   std::set<std::pair<uint32_t, uint64_t>> groups;
-  for (const auto& [path, shown] : a.view) {
+  for (const auto& [path, shown] : a.usage.view) {
     const Entry& e = *shown.entry;
     if (!e.is_reg() || e.size == 0) continue;
     if (e.link_group != 0 && !groups.emplace(shown.layer, e.link_group).second) continue;

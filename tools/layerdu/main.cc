@@ -268,7 +268,6 @@ int main(int argc, char** argv) {
   std::vector<const LayerTree*> ptrs;
   for (const LayerTree& t : a.trees) ptrs.push_back(&t);
   a.usage = analyse(ptrs, top);
-  a.view = merge(ptrs);
 
   if (!html.empty()) {
     const std::string page = html_report(a);

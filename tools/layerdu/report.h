@@ -17,8 +17,7 @@ struct Analysed {
   std::string kind;
   std::vector<LayerInfo> infos;  // base first
   std::vector<LayerTree> trees;
-  Usage usage;
-  MergedView view;  // the merged view of the whole stack
+  Usage usage;  // its view is the merged view of the whole stack
 };
 
 // "12.3 MB" (SI, as podman and dive print sizes), or the exact count with `exact`.

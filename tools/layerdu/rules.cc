@@ -258,7 +258,7 @@ std::vector<Verdict> evaluate(const Rules& rules, const Analysed& a) {
     if (!f.on) continue;
     Verdict v{f.name, true, "", {}};
     size_t count = 0;
-    for (const auto& [path, shown] : a.view) {
+    for (const auto& [path, shown] : a.usage.view) {
       if (path.empty() || !f.bad(*shown.entry)) continue;
       v.passed = false;
       if (++count <= 10) {
