@@ -210,40 +210,16 @@ int main(int argc, char** argv) {
       if (!loaded.ok()) return trouble(loaded.err());
       rules = *loaded;
     }
-    auto fraction = [&](const std::string& name, const std::string& v,
-                        std::optional<double>& slot) -> Result<void> {
-      if (v.empty()) return {};
-      if (v == "disabled" || v == "off") {
-        slot.reset();
-        return {};
-      }
-      char* end = nullptr;
-      const double d = std::strtod(v.c_str(), &end);
-      if (end == v.c_str() || *end != '\0' || d < 0 || d > 1) {
-        return failure(EINVAL, name + " '" + v + "': not a number from 0 to 1");
-      }
-      slot = d;
-      return {};
-    };
-    auto size = [&](const std::string& name, const std::string& v,
-                    std::optional<uint64_t>& slot) -> Result<void> {
-      if (v.empty()) return {};
-      if (v == "disabled" || v == "off") {
-        slot.reset();
-        return {};
-      }
-      auto n = parse_size(v);
-      if (!n.ok()) return failure(EINVAL, name + " " + n.err().message());
-      slot = *n;
-      return {};
-    };
-    for (auto r : {fraction("--lowest-efficiency", lowest_efficiency, rules.lowest_efficiency),
-                   fraction("--highest-user-wasted-percent", highest_user_wasted,
-                            rules.highest_user_wasted_percent),
-                   size("--highest-wasted-bytes", highest_wasted_bytes, rules.highest_wasted_bytes),
-                   size("--max-layer-size", max_layer_size, rules.max_layer_size),
-                   size("--max-duplicate-bytes", max_duplicate_bytes, rules.max_duplicate_bytes)}) {
-      if (!r.ok()) return trouble(r.err());
+    const std::pair<const char*, const std::string*> given[] = {
+        {"lowest-efficiency", &lowest_efficiency},
+        {"highest-user-wasted-percent", &highest_user_wasted},
+        {"highest-wasted-bytes", &highest_wasted_bytes},
+        {"max-layer-size", &max_layer_size},
+        {"max-duplicate-bytes", &max_duplicate_bytes}};
+    for (const auto& [key, value] : given) {
+      if (value->empty()) continue;
+      auto set = set_rule(rules, key, *value);
+      if (!set.ok()) return trouble(failure(EINVAL, "--" + set.err().message()));
     }
     rules.forbid_setuid |= flags.forbid_setuid;
     rules.forbid_world_writable |= flags.forbid_world_writable;

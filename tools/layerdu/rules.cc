@@ -93,6 +93,51 @@ Result<uint64_t> parse_size(const std::string& text) {
   return failure(EINVAL, "'" + text + "': unknown unit '" + std::string(end) + "'");
 }
 
+Result<void> set_rule(Rules& r, const std::string& key, const std::string& v) {
+  auto flag = [&](bool& out) -> Result<void> {
+    const std::string l = lower(v);
+    if (l == "true" || l == "yes" || l == "on") {
+      out = true;
+    } else if (l == "false" || l == "no" || l == "off" || l == "disabled") {
+      out = false;
+    } else {
+      return failure(EINVAL, key + " '" + v + "': not true or false");
+    }
+    return {};
+  };
+  if (key == "lowest-efficiency" || key == "highest-user-wasted-percent") {
+    std::optional<double>& slot =
+        key == "lowest-efficiency" ? r.lowest_efficiency : r.highest_user_wasted_percent;
+    if (disabled(v)) {
+      slot.reset();
+      return {};
+    }
+    auto d = parse_fraction(key, v);
+    if (!d.ok()) return d.err();
+    slot = *d;
+    return {};
+  }
+  if (key == "highest-wasted-bytes" || key == "max-layer-size" || key == "max-duplicate-bytes") {
+    std::optional<uint64_t>& slot = key == "highest-wasted-bytes" ? r.highest_wasted_bytes
+                                    : key == "max-layer-size"     ? r.max_layer_size
+                                                                  : r.max_duplicate_bytes;
+    if (disabled(v)) {
+      slot.reset();
+      return {};
+    }
+    auto n = parse_size(v);
+    if (!n.ok()) return failure(EINVAL, key + " " + n.err().message());
+    slot = *n;
+    return {};
+  }
+  if (key == "forbid-setuid") return flag(r.forbid_setuid);
+  if (key == "forbid-world-writable") return flag(r.forbid_world_writable);
+  if (key == "forbid-devices") return flag(r.forbid_devices);
+  if (key == "forbid-capabilities") return flag(r.forbid_capabilities);
+  if (key == "forbid-escaping-symlinks") return flag(r.forbid_escaping_symlinks);
+  return failure(EINVAL, "unknown rule '" + key + "'");
+}
+
 Result<Rules> load_rules(const std::string& path, Rules r) {
   YAML::Node doc;
   try {
@@ -107,59 +152,8 @@ Result<Rules> load_rules(const std::string& path, Rules r) {
     if (!kv.second.IsScalar()) {
       return failure(EINVAL, "CI config '" + path + "': " + key + ": not a single value");
     }
-    const std::string v = kv.second.as<std::string>();
-    auto bad = [&](const Errno& e) {
-      return failure(EINVAL, "CI config '" + path + "': " + e.message());
-    };
-    auto flag = [&](bool& out) -> Result<void> {
-      const std::string l = lower(v);
-      if (l == "true" || l == "yes" || l == "on") {
-        out = true;
-      } else if (l == "false" || l == "no" || l == "off" || l == "disabled") {
-        out = false;
-      } else {
-        return failure(EINVAL, key + " '" + v + "': not true or false");
-      }
-      return {};
-    };
-    Result<void> done;
-    if (key == "lowest-efficiency" || key == "highest-user-wasted-percent") {
-      std::optional<double>& slot =
-          key == "lowest-efficiency" ? r.lowest_efficiency : r.highest_user_wasted_percent;
-      if (disabled(v)) {
-        slot.reset();
-      } else {
-        auto d = parse_fraction(key, v);
-        if (!d.ok()) return bad(d.err());
-        slot = *d;
-      }
-    } else if (key == "highest-wasted-bytes" || key == "max-layer-size" ||
-               key == "max-duplicate-bytes") {
-      std::optional<uint64_t>& slot = key == "highest-wasted-bytes" ? r.highest_wasted_bytes
-                                      : key == "max-layer-size"     ? r.max_layer_size
-                                                                    : r.max_duplicate_bytes;
-      if (disabled(v)) {
-        slot.reset();
-      } else {
-        auto n = parse_size(v);
-        if (!n.ok())
-          return failure(EINVAL, "CI config '" + path + "': " + key + " " + n.err().message());
-        slot = *n;
-      }
-    } else if (key == "forbid-setuid") {
-      done = flag(r.forbid_setuid);
-    } else if (key == "forbid-world-writable") {
-      done = flag(r.forbid_world_writable);
-    } else if (key == "forbid-devices") {
-      done = flag(r.forbid_devices);
-    } else if (key == "forbid-capabilities") {
-      done = flag(r.forbid_capabilities);
-    } else if (key == "forbid-escaping-symlinks") {
-      done = flag(r.forbid_escaping_symlinks);
-    } else {
-      return failure(EINVAL, "CI config '" + path + "': unknown rule '" + key + "'");
-    }
-    if (!done.ok()) return bad(done.err());
+    auto set = set_rule(r, key, kv.second.as<std::string>());
+    if (!set.ok()) return failure(EINVAL, "CI config '" + path + "': " + set.err().message());
   }
   return r;
 }

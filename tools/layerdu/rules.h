@@ -28,6 +28,9 @@ struct Rules {
 // dive's defaults where no file and no flag says anything.
 Rules default_rules();
 
+// Sets one rule by its key, from a value as a file or flag gives it.
+Result<void> set_rule(Rules& r, const std::string& key, const std::string& value);
+
 // Reads rules from a YAML file (`rules:` mapping, or the keys at the top). Values as dive
 // takes them: a number, a size ("20MB", "1.5GiB", bytes), "disabled"/"off"/"false", and
 // true/false for the forbid-* rules. Unknown keys are an error naming the key.
