@@ -94,7 +94,9 @@ std::vector<Change> diff_views(const MergedView& old_view, const MergedView& new
   for (auto now = new_view.begin(); now != new_view.end(); ++now) {
     const std::string& path = now->first;
     while (old != old_view.end() && old->first < path) {
-      if (listed_deletion(new_view, old->first, opts)) changes.add('D', old->first);
+      if (!old->first.empty() && listed_deletion(new_view, old->first, opts)) {
+        changes.add('D', old->first);
+      }
       ++old;
     }
     const bool both = old != old_view.end() && old->first == path;

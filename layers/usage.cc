@@ -50,13 +50,20 @@ Usage analyse(std::span<const LayerTree* const> layers, size_t top_n) {
   for (uint32_t i = 0; i < layers.size(); ++i) {
     LayerUsage& l = u.layers[i];
     l.index = i;
-    std::unordered_map<uint64_t, bool> groups;
+    // A hard-link group's bytes go to one name: the one a tar stores the content with (no
+    // hard-link target of its own), else the first by path.
+    std::unordered_map<uint64_t, const Entry*> carrier;
+    for (const auto& [path, e] : layers[i]->entries()) {
+      if (!e.is_reg() || e.link_group == 0) continue;
+      auto [it, fresh] = carrier.try_emplace(e.link_group, &e);
+      if (!fresh && !it->second->hardlink.empty() && e.hardlink.empty()) it->second = &e;
+    }
     for (const auto& [path, e] : layers[i]->entries()) {
       if (path.empty() || e.implied) continue;
       EntryFate f;
       f.entry = &e;
       f.change = e.kind == Entry::Kind::kWhiteout ? 'D' : 'A';
-      if (e.is_reg() && (e.link_group == 0 || groups.emplace(e.link_group, true).second)) {
+      if (e.is_reg() && (e.link_group == 0 || carrier.at(e.link_group) == &e)) {
         f.bytes = e.size;
         l.allocated += e.allocated;
       }
@@ -102,13 +109,14 @@ Usage analyse(std::span<const LayerTree* const> layers, size_t top_n) {
       auto [it, fresh] = best.try_emplace(f.entry->link_group, f.fate);
       if (!fresh && rank(f.fate) < rank(it->second)) it->second = f.fate;
     }
-    for (const EntryFate& f : l.files) {
+    for (EntryFate& f : l.files) {
       if (f.entry->kind == Entry::Kind::kWhiteout) continue;
       if (f.change == 'A') ++l.added;
       if (f.change == 'M') ++l.modified;
       if (f.metadata_copy) l.metadata_copy_bytes += f.bytes;
       const Fate fate =
           f.entry->link_group != 0 && f.entry->is_reg() ? best.at(f.entry->link_group) : f.fate;
+      f.bytes_fate = fate;
       (fate == Fate::kLive       ? l.live_bytes
        : fate == Fate::kShadowed ? l.shadowed_bytes
                                  : l.removed_bytes) += f.bytes;
@@ -148,7 +156,8 @@ Usage analyse(std::span<const LayerTree* const> layers, size_t top_n) {
   std::map<std::string, TopItem> items;
   for (const LayerUsage& l : u.layers) {
     for (const EntryFate& f : l.files) {
-      if (f.bytes == 0 || f.fate == Fate::kLive) continue;
+      // (A hard-link group's bytes are lost only where no name of it survives.)
+      if (f.bytes == 0 || f.fate == Fate::kLive || f.bytes_fate == Fate::kLive) continue;
       const LayerUsage& by = u.layers[static_cast<size_t>(f.by_layer)];
       if (f.fate == Fate::kRemoved) {
         // Removed by a marker at the path or above it: the item is that path.
@@ -157,7 +166,9 @@ Usage analyse(std::span<const LayerTree* const> layers, size_t top_n) {
         item.path = "/" + root;
         item.directory = root != f.entry->path;
         item.reclaimable_bytes += f.bytes;
-        if (item.reasons.empty()) item.reasons.emplace_back("removed");
+        if (std::find(item.reasons.begin(), item.reasons.end(), "removed") == item.reasons.end()) {
+          item.reasons.emplace_back("removed");
+        }
         auto c = std::find_if(item.copies.begin(), item.copies.end(),
                               [&](const Copy& x) { return x.layer == l.index; });
         if (c == item.copies.end()) {
@@ -224,9 +235,10 @@ Usage analyse(std::span<const LayerTree* const> layers, size_t top_n) {
     for (size_t k = 0; k < l.files.size(); ++k) {
       const EntryFate& f = l.files[k];
       if (f.entry->is_dir()) {
-        const bool has_child =
-            k + 1 < l.files.size() && l.files[k + 1].entry->path.starts_with(f.entry->path + "/");
-        if (has_child) continue;
+        // ("a-b" and "a.txt" sort between "a" and "a/x": look for the children themselves.)
+        const std::string below = f.entry->path + "/";
+        auto child = layers[i]->entries().lower_bound(below);
+        if (child != layers[i]->entries().end() && child->first.starts_with(below)) continue;
       }
       uint64_t size = f.bytes;
       if (f.entry->kind == Entry::Kind::kWhiteout) {

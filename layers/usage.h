@@ -31,10 +31,11 @@ struct EntryFate {
   const Entry* entry = nullptr;
   char change = 'A';  // 'A' added, 'M' modified (the path was shown below), 'D' a whiteout
   Fate fate = Fate::kLive;
-  int32_t by_layer = -1;       // the layer that shadowed or removed it
-  const Entry* by = nullptr;   // the entry there that did (at this path or above it)
-  bool metadata_copy = false;  // a copy of a file below with the same content
-  uint64_t bytes = 0;          // what it counts (0 for a second name of a hard-link group)
+  int32_t by_layer = -1;          // the layer that shadowed or removed it
+  const Entry* by = nullptr;      // the entry there that did (at this path or above it)
+  bool metadata_copy = false;     // a copy of a file below with the same content
+  uint64_t bytes = 0;             // what it counts (0 for a second name of a hard-link group)
+  Fate bytes_fate = Fate::kLive;  // how those bytes end: a hard-link group's best-kept name
 };
 
 struct LayerUsage {

@@ -18,6 +18,8 @@ fail() { echo "FAILED: $*" >&2; exit 1; }
 for tool in podman runc skopeo jq; do command -v "$tool" >/dev/null || skip "no $tool (./dev installs it)"; done
 [ -x /bin/busybox ] || skip "no /bin/busybox (apt-get install busybox-static)"
 
+unset CI  # CI=true means --ci to layerdu, as to dive: these runs want the analysis alone
+
 T=$(mktemp -d /var/tmp/layerdu-e2e-XXXXXX)
 chmod 0755 "$T"
 export CONTAINERS_STORAGE_CONF=$T/storage.conf CONTAINERS_CONF=$T/containers.conf

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <png.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <fstream>
@@ -39,6 +40,8 @@ std::string random_bytes(size_t n, unsigned seed) {
 class Du : public ::testing::Test {
  protected:
   void SetUp() override {
+    // CI=true means --ci to layerdu (as to dive); the tests say when they want it.
+    unsetenv("CI");
     const fs::path l0 = t_ / "L0", l1 = t_ / "L1", l2 = t_ / "L2";
     const std::string big = random_bytes(kBig, 1);
     write_file(l0 / "big", big);
@@ -218,6 +221,29 @@ TEST_F(Du, ForbidRulesNameTheOffenders) {
   EXPECT_NE(r.out.find("/bin/escape -> ../../../etc/shadow"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("/bin/inside"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("PASS forbid-devices"), std::string::npos) << r.out;
+}
+
+// A hard link whose other name survives loses no bytes, whichever name carries them; a
+// directory replaced by a file is one path to dive, whatever sorts between it and its children.
+TEST_F(Du, HardLinksAndDirectoriesReplacedByFiles) {
+  const fs::path a = t_ / "A", b = t_ / "B";
+  write_file(a / "h1", std::string(4000, 'h'));
+  make_hardlink(a / "h1", a / "h2");
+  write_file(a / "x/in", std::string(300, 'i'));
+  write_file(a / "x.txt", std::string(200, 't'));
+  write_file(b / ".wh.h1", "");
+  write_file(b / "x", std::string(100, 'x'));
+  const nlohmann::json j = du("layers:" + a.string() + "," + b.string());
+  ASSERT_TRUE(j.contains("totals")) << j.dump();
+  EXPECT_EQ(j["totals"]["total_bytes"], 4000u + 300 + 200 + 100);
+  EXPECT_EQ(j["totals"]["live_bytes"], 4000u + 200 + 100);
+  EXPECT_EQ(j["layers"][0]["live_bytes"], 4200u);
+  EXPECT_EQ(j["layers"][0]["removed_bytes"], 300u);
+  for (const auto& item : j["top"]) EXPECT_NE(item["path"], "/h1") << item.dump();
+  // dive: leaves h1 (4000, the name carrying the group), h2 (0), x/in, x.txt; then the whiteout
+  // of h1 (0: it deleted a file) and the file x. Only h1 is in two layers; x is one path to
+  // dive (the directory x has children), though x.txt sorts between x and x/in.
+  EXPECT_EQ(j["totals"]["dive_wasted_bytes"], 4000u) << j["totals"].dump();
 }
 
 TEST_F(Du, BadSourceIsOneLineAndStatusTwo) {

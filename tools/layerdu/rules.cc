@@ -22,7 +22,7 @@ bool disabled(const std::string& v) {
 Result<double> parse_fraction(const std::string& key, const std::string& v) {
   char* end = nullptr;
   const double d = std::strtod(v.c_str(), &end);
-  if (end == v.c_str() || *end != '\0' || d < 0 || d > 1) {
+  if (end == v.c_str() || *end != '\0' || !std::isfinite(d) || d < 0 || d > 1) {
     return failure(EINVAL, key + " '" + v + "': not a number from 0 to 1");
   }
   return d;
@@ -66,7 +66,9 @@ Rules default_rules() {
 Result<uint64_t> parse_size(const std::string& text) {
   char* end = nullptr;
   const double v = std::strtod(text.c_str(), &end);
-  if (end == text.c_str() || v < 0) return failure(EINVAL, "'" + text + "': not a size");
+  if (end == text.c_str() || !std::isfinite(v) || v < 0) {
+    return failure(EINVAL, "'" + text + "': not a size");
+  }
   std::string unit = lower(end);
   unit.erase(std::remove(unit.begin(), unit.end(), ' '), unit.end());
   static const std::pair<const char*, double> kUnits[] = {{"", 1},
@@ -88,7 +90,9 @@ Result<uint64_t> parse_size(const std::string& text) {
                                                           {"ti", 1099511627776.0},
                                                           {"tib", 1099511627776.0}};
   for (const auto& [name, scale] : kUnits) {
-    if (unit == name) return static_cast<uint64_t>(std::llround(v * scale));
+    if (unit != name) continue;
+    if (v * scale >= 9.2e18) return failure(EINVAL, "'" + text + "': too large");
+    return static_cast<uint64_t>(std::llround(v * scale));
   }
   return failure(EINVAL, "'" + text + "': unknown unit '" + std::string(end) + "'");
 }
