@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
+#include <string_view>
+#include <tuple>
 #include <unordered_map>
 
 namespace layerfs {
@@ -132,23 +135,24 @@ Usage analyse(std::span<const LayerTree* const> layers, size_t top_n) {
                      : static_cast<double>(u.live_bytes) / static_cast<double>(u.total_bytes);
 
   // Duplicates: live content under more than one name (one hard-link group counts once).
-  struct Copies {
-    uint64_t size = 0;
-    std::vector<std::pair<std::string, uint32_t>> where;
+  // (Sorted records pointing into the trees, not a map of copies: a few words per file.)
+  struct Copy1 {
+    uint64_t size, high, low;
+    const std::string* path;
+    uint32_t layer;
   };
-  std::map<std::pair<uint64_t, std::pair<uint64_t, uint64_t>>, Copies> by_content;
+  std::vector<Copy1> live_files;
   {
-    std::map<std::pair<uint32_t, uint64_t>, bool> seen_groups;
+    std::set<std::pair<uint32_t, uint64_t>> seen_groups;
     for (const auto& [path, shown] : view) {
       const Entry& e = *shown.entry;
       if (!e.is_reg() || e.size == 0 || !e.hash) continue;
-      if (e.link_group != 0 &&
-          !seen_groups.emplace(std::pair(shown.layer, e.link_group), true).second)
-        continue;
-      Copies& c = by_content[{e.size, {e.hash->high, e.hash->low}}];
-      c.size = e.size;
-      c.where.emplace_back(path, shown.layer);
+      if (e.link_group != 0 && !seen_groups.emplace(shown.layer, e.link_group).second) continue;
+      live_files.push_back(Copy1{e.size, e.hash->high, e.hash->low, &path, shown.layer});
     }
+    std::stable_sort(live_files.begin(), live_files.end(), [](const Copy1& a, const Copy1& b) {
+      return std::tie(a.size, a.high, a.low) < std::tie(b.size, b.high, b.low);
+    });
   }
 
   // The top list: a path's copies that did not survive, a deleted directory as one item, and
@@ -201,18 +205,27 @@ Usage analyse(std::span<const LayerTree* const> layers, size_t top_n) {
   }
   std::vector<TopItem> top;
   for (auto& [path, item] : items) top.push_back(std::move(item));
-  for (auto& [key, c] : by_content) {
-    if (c.where.size() < 2) continue;
-    const uint64_t extra = c.size * (c.where.size() - 1);
-    u.duplicate_bytes += extra;
-    TopItem item;
-    item.path = "/" + c.where[0].first;
-    item.reclaimable_bytes = extra;
-    item.reasons.emplace_back("duplicate");
-    for (const auto& [path, layer] : c.where) {
-      item.copies.push_back(Copy{layer, c.size, "same content at /" + path});
+  for (size_t from = 0; from < live_files.size();) {
+    size_t to = from + 1;
+    auto same = [&](const Copy1& a, const Copy1& b) {
+      return a.size == b.size && a.high == b.high && a.low == b.low;
+    };
+    while (to < live_files.size() && same(live_files[from], live_files[to])) ++to;
+    if (to - from >= 2) {
+      const uint64_t size = live_files[from].size;
+      const uint64_t extra = size * (to - from - 1);
+      u.duplicate_bytes += extra;
+      TopItem item;
+      item.path = "/" + *live_files[from].path;
+      item.reclaimable_bytes = extra;
+      item.reasons.emplace_back("duplicate");
+      for (size_t k = from; k < to; ++k) {
+        item.copies.push_back(
+            Copy{live_files[k].layer, size, "same content at /" + *live_files[k].path});
+      }
+      top.push_back(std::move(item));
     }
-    top.push_back(std::move(item));
+    from = to;
   }
   std::stable_sort(top.begin(), top.end(), [](const TopItem& a, const TopItem& b) {
     return a.reclaimable_bytes > b.reclaimable_bytes;
@@ -222,18 +235,12 @@ Usage analyse(std::span<const LayerTree* const> layers, size_t top_n) {
 
   // dive's score over the same layers: every leaf path of every layer (a non-directory, a
   // whiteout, a directory with nothing below it in that layer), sized as dive sizes it.
-  struct DivePath {
-    uint64_t cumulative = 0;
-    uint64_t smallest = 0;
-    uint32_t copies = 0;
-  };
-  std::unordered_map<std::string, DivePath> dive;
+  std::vector<std::pair<std::string_view, uint64_t>> leaves;  // (path, size) for every copy
   uint64_t user_bytes = 0;
   for (uint32_t i = 0; i < layers.size(); ++i) {
     const LayerUsage& l = u.layers[i];
     if (i != 0) user_bytes += l.bytes;
-    for (size_t k = 0; k < l.files.size(); ++k) {
-      const EntryFate& f = l.files[k];
+    for (const EntryFate& f : l.files) {
       if (f.entry->is_dir()) {
         // ("a-b" and "a.txt" sort between "a" and "a/x": look for the children themselves.)
         const std::string below = f.entry->path + "/";
@@ -245,17 +252,23 @@ Usage analyse(std::span<const LayerTree* const> layers, size_t top_n) {
         auto w = dive_whiteout.find(f.entry);
         size = w == dive_whiteout.end() ? 0 : w->second;
       }
-      DivePath& d = dive[f.entry->path];
-      d.cumulative += size;
-      d.smallest = d.copies == 0 ? size : std::min(d.smallest, size);
-      ++d.copies;
+      leaves.emplace_back(f.entry->path, size);
     }
   }
+  std::stable_sort(leaves.begin(), leaves.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
   uint64_t smallest = 0, discovered = 0;
-  for (const auto& [path, d] : dive) {
-    smallest += d.smallest;
-    discovered += d.cumulative;
-    if (d.copies >= 2) u.dive_wasted_bytes += d.cumulative;
+  for (size_t from = 0; from < leaves.size();) {
+    size_t to = from;
+    uint64_t cumulative = 0, least = leaves[from].second;
+    for (; to < leaves.size() && leaves[to].first == leaves[from].first; ++to) {
+      cumulative += leaves[to].second;
+      least = std::min(least, leaves[to].second);
+    }
+    smallest += least;
+    discovered += cumulative;
+    if (to - from >= 2) u.dive_wasted_bytes += cumulative;
+    from = to;
   }
   u.dive_efficiency =
       discovered == 0 ? 1.0 : static_cast<double>(smallest) / static_cast<double>(discovered);
