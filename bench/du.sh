@@ -9,16 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD_DIR:-$PWD/build}
 DU=$BUILD/layerdu LD=$BUILD/layerdiff
-DIR=/var/tmp/layerdu-bench
-OUT=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --out) OUT=$2; shift ;;
-    --dir) DIR=$2; shift ;;
-    *) echo "usage: bench/du.sh [--out FILE] [--dir SCRATCH]" >&2; exit 2 ;;
-  esac
-  shift
-done
+. bench/tools-lib.sh
+bench_args du.sh /var/tmp/layerdu-bench "$@"
 [ -x "$DU" ] || { echo "no $DU (run ./dev build)" >&2; exit 2; }
 rm -rf "$DIR"; mkdir -p "$DIR"
 export CONTAINERS_STORAGE_CONF=$DIR/storage.conf
@@ -29,16 +21,6 @@ cleanup() {
   rm -rf "$DIR"
 }
 trap cleanup EXIT
-say() { printf '== [%4ss] %s\n' "$SECONDS" "$*" >&2; }
-measure() {  # best of 3: seconds and peak RSS (KiB)
-  local best="" rss=""
-  for _ in 1 2 3; do
-    /usr/bin/time -q -f "%e %M" -o "$DIR/time" "$@" >/dev/null 2>&1 || true
-    read -r t m < <(tail -1 "$DIR/time")
-    if [ -z "$best" ] || awk -v a="$t" -v b="$best" 'BEGIN{exit !(a<b)}'; then best=$t; rss=$m; fi
-  done
-  echo "$best $rss"
-}
 say "making the layers"
 mkdir -p "$DIR/big" "$DIR/many"
 for i in $(seq 1 100); do head -c 10485760 /dev/urandom >"$DIR/big/f$i"; done

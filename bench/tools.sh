@@ -9,20 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD_DIR:-$PWD/build}
 LD=$BUILD/layerdiff
-DIR=/var/tmp/layerdiff-bench
-OUT=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --out) OUT=$2; shift ;;
-    --dir) DIR=$2; shift ;;
-    *) echo "usage: bench/tools.sh [--out FILE] [--dir SCRATCH]" >&2; exit 2 ;;
-  esac
-  shift
-done
+. bench/tools-lib.sh
+bench_args tools.sh /var/tmp/layerdiff-bench "$@"
 [ -x "$LD" ] || { echo "no $LD (run ./dev build)" >&2; exit 2; }
 rm -rf "$DIR"; mkdir -p "$DIR"
 trap 'rm -rf "$DIR"' EXIT
-say() { printf '== [%4ss] %s\n' "$SECONDS" "$*" >&2; }
 
 say "making the layer"
 mkdir -p "$DIR/layer/big" "$DIR/layer/small"
@@ -35,16 +26,6 @@ tar -C "$DIR/layer" -cf "$DIR/layer.tar" .
 cat "$DIR/layer.tar" >/dev/null  # into the page cache
 SIZE=$(stat -c %s "$DIR/layer.tar")
 
-# best of 3: seconds and peak RSS (KiB)
-measure() {
-  local best="" rss=""
-  for _ in 1 2 3; do
-    /usr/bin/time -q -f "%e %M" -o "$DIR/time" "$@" >/dev/null 2>&1 || true
-    read -r t m < <(tail -1 "$DIR/time")
-    if [ -z "$best" ] || awk -v a="$t" -v b="$best" 'BEGIN{exit !(a<b)}'; then best=$t; rss=$m; fi
-  done
-  echo "$best $rss"
-}
 say "reading the tar"
 read -r t_ld m_ld < <(measure "$LD" diff --layer 0 "$DIR/layer.tar")
 read -r t_tar m_tar < <(measure tar -tvf "$DIR/layer.tar")

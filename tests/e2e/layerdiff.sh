@@ -34,16 +34,8 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
-cat > "$T/containers.conf" <<EOF
-[containers]
-netns = "none"
-log_driver = "k8s-file"
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-runtime = "runc"
-EOF
-LIMITS=(--ulimit "nofile=1024:1024" --ulimit "nproc=1024:1024")
+. "$(dirname "$0")/podman-env.sh"
+write_containers_conf "$T/containers.conf"
 
 same() {  # same NAME FILE_WANT FILE_GOT
   if ! diff -u "$2" "$3" >"$T/why"; then cat "$T/why" >&2; fail "$1"; fi

@@ -31,15 +31,8 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
-cat > "$T/containers.conf" <<EOF
-[containers]
-netns = "none"
-log_driver = "k8s-file"
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-runtime = "runc"
-EOF
+. "$(dirname "$0")/podman-env.sh"
+write_containers_conf "$T/containers.conf"
 cat > "$T/storage.conf" <<EOF
 [storage]
 driver = "overlay"
@@ -89,7 +82,7 @@ ENV NOTHING=here
 RUN chmod 600 /big/blob && rm /big/other && cp /bin/busybox /bin/bb2
 EOF
 podman import -q "$T/bb.tar" localhost/bb:latest >/dev/null
-podman build -q --ulimit nofile=1024:1024 -t localhost/built "$T/ctx" >/dev/null
+podman build -q "${LIMITS[@]}" -t localhost/built "$T/ctx" >/dev/null
 podman save -q --format docker-archive -o "$T/built.tar" localhost/built
 "$DU" --json --no-files "docker-archive:$T/built.tar" >"$T/du.json"
 # podman history lists newest first, with entries for steps that made no layer (size 0).

@@ -59,18 +59,8 @@ graphroot = "$T/graph"
 mount_program = "$LAYERFS"
 mountopt = "nodev"
 EOF
-# This machine: cgroup v1 (crun refuses hybrid hierarchies, so runc), no network for
-# containers, and the limits the sandbox allows (podman's defaults raise them beyond it).
-cat > "$T/containers.conf" <<EOF
-[containers]
-netns = "none"
-log_driver = "k8s-file"
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-runtime = "runc"
-EOF
-LIMITS=(--ulimit "nofile=1024:1024" --ulimit "nproc=1024:1024")
+. "$(dirname "$0")/podman-env.sh"
+write_containers_conf "$T/containers.conf"
 
 expect() {  # expect NAME WANT GOT
   [ "$2" = "$3" ] || fail "$1: expected [$2], got [$3]"

@@ -1,0 +1,27 @@
+# Sourced by bench/tools.sh and bench/du.sh: their arguments, progress lines and timings.
+# Sets OUT (a markdown file to append results to, or "") and DIR (the scratch directory,
+# default given by the caller), from [--out FILE] [--dir SCRATCH].
+bench_args() {  # bench_args NAME DEFAULT_DIR "$@"
+  local name=$1
+  DIR=$2
+  OUT=""
+  shift 2
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --out) OUT=$2; shift ;;
+      --dir) DIR=$2; shift ;;
+      *) echo "usage: bench/$name [--out FILE] [--dir SCRATCH]" >&2; exit 2 ;;
+    esac
+    shift
+  done
+}
+say() { printf '== [%4ss] %s\n' "$SECONDS" "$*" >&2; }
+measure() {  # best of 3: seconds and peak RSS (KiB), from /usr/bin/time
+  local best="" rss=""
+  for _ in 1 2 3; do
+    /usr/bin/time -q -f "%e %M" -o "$DIR/time" "$@" >/dev/null 2>&1 || true
+    read -r t m < <(tail -1 "$DIR/time")
+    if [ -z "$best" ] || awk -v a="$t" -v b="$best" 'BEGIN{exit !(a<b)}'; then best=$t; rss=$m; fi
+  done
+  echo "$best $rss"
+}
