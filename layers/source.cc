@@ -524,16 +524,24 @@ Result<Stack> open_stack(const std::string& spec) {
   return stack;
 }
 
+Result<LayerTree> read_tree(LayerSource& layer, const ReadOptions& opts) {
+  LayerTree tree;
+  LAYERFS_TRY(layer.read(
+      [&](Entry&& e) -> Result<void> {
+        tree.add(std::move(e));
+        return {};
+      },
+      opts));
+  return tree;
+}
+
 Result<std::vector<LayerTree>> read_trees(Stack& stack, const ReadOptions& opts) {
-  std::vector<LayerTree> trees(stack.layers.size());
-  for (size_t i = 0; i < stack.layers.size(); ++i) {
-    LayerTree& tree = trees[i];
-    LAYERFS_TRY(stack.layers[i]->read(
-        [&](Entry&& e) -> Result<void> {
-          tree.add(std::move(e));
-          return {};
-        },
-        opts));
+  std::vector<LayerTree> trees;
+  trees.reserve(stack.layers.size());
+  for (const auto& layer : stack.layers) {
+    auto tree = read_tree(*layer, opts);
+    if (!tree.ok()) return tree.err();
+    trees.push_back(std::move(*tree));
   }
   return trees;
 }

@@ -63,6 +63,8 @@ Result<Stack> open_stack(const std::string& spec);
 // One layer: a directory or a layer tar.
 Result<std::unique_ptr<LayerSource>> open_layer(const std::string& path);
 
+// Reads one layer into a tree.
+Result<LayerTree> read_tree(LayerSource& layer, const ReadOptions& opts);
 // Reads every layer of `stack` into a tree, base first.
 Result<std::vector<LayerTree>> read_trees(Stack& stack, const ReadOptions& opts);
 

@@ -147,9 +147,8 @@ void apply_layer(MergedView& view, const LayerTree& layer, uint32_t i,
   auto hide_tree = [&](const std::string& path, const Entry& by) {
     if (observe) {
       if (auto it = view.find(path); it != view.end()) observe(path, it->second, by, i);
-      for (auto it = view.lower_bound(path + '/');
-           it != view.end() && it->first.size() > path.size() && it->first.starts_with(path) &&
-           it->first[path.size()] == '/';
+      const std::string below = path + '/';
+      for (auto it = view.lower_bound(below); it != view.end() && it->first.starts_with(below);
            ++it) {
         observe(it->first, it->second, by, i);
       }
@@ -159,10 +158,12 @@ void apply_layer(MergedView& view, const LayerTree& layer, uint32_t i,
   for (const auto& [path, e] : layer.entries()) {
     if (path.empty()) {
       // A layer root never hides the roots below (kernel overlayfs ignores opaque there).
-      if (!e.implied || !view.contains(path)) {
-        auto it = view.find(path);
-        if (it != view.end() && observe) observe(path, it->second, e, i);
-        view[path] = Shown{&e, i};
+      auto it = view.find(path);
+      if (it == view.end()) {
+        view.emplace(path, Shown{&e, i});
+      } else if (!e.implied) {
+        if (observe) observe(path, it->second, e, i);
+        it->second = Shown{&e, i};
       }
       continue;
     }

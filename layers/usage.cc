@@ -10,18 +10,19 @@
 namespace layerfs {
 namespace {
 
-EntryFate* find_file(LayerUsage& layer, const Entry* e) {
-  auto it = std::lower_bound(
-      layer.files.begin(), layer.files.end(), e->path,
-      [](const EntryFate& f, const std::string& path) { return f.entry->path < path; });
-  return it != layer.files.end() && it->entry == e ? &*it : nullptr;
-}
-
-const EntryFate* find_path(const LayerUsage& layer, const std::string& path) {
+// The entry of `layer` at `path` (its files are in path order); const or not as `layer` is.
+template <class Layer>
+auto find_path(Layer& layer, const std::string& path) -> decltype(&layer.files[0]) {
   auto it =
       std::lower_bound(layer.files.begin(), layer.files.end(), path,
                        [](const EntryFate& f, const std::string& p) { return f.entry->path < p; });
   return it != layer.files.end() && it->entry->path == path ? &*it : nullptr;
+}
+
+// The fate of `e`, where it is one of `layer`'s entries (not an implied parent).
+EntryFate* find_file(LayerUsage& layer, const Entry* e) {
+  EntryFate* f = find_path(layer, e->path);
+  return f != nullptr && f->entry == e ? f : nullptr;
 }
 
 bool same_content(const Entry& a, const Entry& b) {

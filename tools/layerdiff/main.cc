@@ -213,14 +213,9 @@ int run_export(ExportArgs& a) {
     return trouble(failure(EINVAL, "'" + a.source + "': a " + stack->kind +
                                        " is a layer already; export writes a directory layer"));
   }
-  LayerTree tree;
-  auto read = top.read(
-      [&](Entry&& e) -> Result<void> {
-        tree.add(std::move(e));
-        return {};
-      },
-      ReadOptions{.hash = false});
+  auto read = read_tree(top, ReadOptions{.hash = false});
   if (!read.ok()) return trouble(read.err());
+  LayerTree tree = std::move(*read);
   // Redirects and metacopy files say "look below", which a layer tar cannot: such an upper is
   // exported as the difference between its mount's merged view and the lowers' view.
   std::string content_root = root;
@@ -240,26 +235,17 @@ int run_export(ExportArgs& a) {
     const ReadOptions hashed{.hash = true, .progress = progress.callback()};
     std::vector<LayerTree> lowers;
     for (size_t i = 0; i + 1 < stack->layers.size(); ++i) {
-      LayerTree& l = lowers.emplace_back();
-      auto r = stack->layers[i]->read(
-          [&](Entry&& e) -> Result<void> {
-            l.add(std::move(e));
-            return {};
-          },
-          hashed);
-      if (!r.ok()) return trouble(r.err());
+      auto l = read_tree(*stack->layers[i], hashed);
+      if (!l.ok()) return trouble(l.err());
+      lowers.push_back(std::move(*l));
     }
-    LayerTree shown;
-    auto r = read_dir_layer(
-        stack->mountpoint,
-        [&](Entry&& e) -> Result<void> {
-          shown.add(std::move(e));
-          return {};
-        },
-        hashed);
-    if (!r.ok()) return trouble(r.err());
+    // The mount point read as a plain directory: the merged view, redirects followed.
+    auto mounted = open_layer(stack->mountpoint);
+    if (!mounted.ok()) return trouble(mounted.err());
+    auto shown = read_tree(**mounted, hashed);
+    if (!shown.ok()) return trouble(shown.err());
     const MergedView below = view_of(lowers, lowers.size());
-    const LayerTree* one[] = {&shown};
+    const LayerTree* one[] = {&*shown};
     tree = layer_between(below, merge(one));
     content_root = stack->mountpoint;
   }
