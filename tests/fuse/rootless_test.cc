@@ -17,44 +17,6 @@
 namespace layerfs::test {
 namespace {
 
-constexpr const char* kUserName = "layerfs-test";
-
-// The test user's uid, creating the user if it does not exist yet.
-std::optional<uid_t> test_user() {
-  if (passwd* pw = getpwnam(kUserName)) return pw->pw_uid;
-  run({"useradd", "--system", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin",
-       kUserName});
-  if (passwd* pw = getpwnam(kUserName)) return pw->pw_uid;
-  return std::nullopt;
-}
-
-// /dev/fuse readable and writable by every user while it lives (Debian's default is 0666; a
-// sandbox may have made it 0600), restored afterwards. Tests that need it hold a lock, so that
-// one restoring the mode never pulls it from under another running in parallel (ctest -j).
-class DevFuseForEveryone {
- public:
-  DevFuseForEveryone() {
-    lock_fd_ = open("/tmp/layerfs-test-dev-fuse.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (lock_fd_ >= 0) flock(lock_fd_, LOCK_EX);
-    struct stat st {};
-    if (stat("/dev/fuse", &st) == 0 && (st.st_mode & 0666) != 0666) {
-      old_mode_ = st.st_mode & 07777;
-      changed_ = chmod("/dev/fuse", 0666) == 0;
-    }
-  }
-  ~DevFuseForEveryone() {
-    if (changed_) chmod("/dev/fuse", old_mode_);
-    if (lock_fd_ >= 0) close(lock_fd_);  // releases the lock
-  }
-  DevFuseForEveryone(const DevFuseForEveryone&) = delete;
-  DevFuseForEveryone& operator=(const DevFuseForEveryone&) = delete;
-
- private:
-  int lock_fd_ = -1;
-  mode_t old_mode_ = 0;
-  bool changed_ = false;
-};
-
 // Overlay xattrs in the trusted namespace anywhere below `root` (an unprivileged daemon cannot
 // write them; finding one means the privileged form was used).
 std::vector<std::string> trusted_overlay_xattrs(const fs::path& root) {

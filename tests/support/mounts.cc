@@ -1,6 +1,8 @@
 #include "tests/support/mounts.h"
 
 #include <fcntl.h>
+#include <pwd.h>
+#include <sys/file.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
@@ -322,6 +324,29 @@ DaemonGuard::~DaemonGuard() {
   for (pid_t pid : layerfs_daemons(needle_)) kill(pid, SIGTERM);
   if (wait_exit(5)) return;
   for (pid_t pid : layerfs_daemons(needle_)) kill(pid, SIGKILL);
+}
+
+std::optional<uid_t> test_user() {
+  if (passwd* pw = getpwnam(kUserName)) return pw->pw_uid;
+  run({"useradd", "--system", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin",
+       kUserName});
+  if (passwd* pw = getpwnam(kUserName)) return pw->pw_uid;
+  return std::nullopt;
+}
+
+DevFuseForEveryone::DevFuseForEveryone() {
+  lock_fd_ = open("/tmp/layerfs-test-dev-fuse.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd_ >= 0) flock(lock_fd_, LOCK_EX);
+  struct stat st {};
+  if (stat("/dev/fuse", &st) == 0 && (st.st_mode & 0666) != 0666) {
+    old_mode_ = st.st_mode & 07777;
+    changed_ = chmod("/dev/fuse", 0666) == 0;
+  }
+}
+
+DevFuseForEveryone::~DevFuseForEveryone() {
+  if (changed_) chmod("/dev/fuse", old_mode_);
+  if (lock_fd_ >= 0) close(lock_fd_);  // releases the lock
 }
 
 }  // namespace layerfs::test

@@ -4,6 +4,8 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -140,6 +142,27 @@ class DaemonGuard {
  private:
   fs::path mountpoint_;
   std::string needle_;
+};
+
+// The unprivileged user the rootless tests run as ("layerfs-test"), created if missing; nullopt
+// where it cannot be made.
+inline constexpr const char* kUserName = "layerfs-test";
+std::optional<uid_t> test_user();
+
+// /dev/fuse readable and writable by every user while it lives (Debian's default is 0666; a
+// sandbox may have made it 0600), restored afterwards. Tests that need it hold a lock, so that
+// one restoring the mode never pulls it from under another running in parallel (ctest -j).
+class DevFuseForEveryone {
+ public:
+  DevFuseForEveryone();
+  ~DevFuseForEveryone();
+  DevFuseForEveryone(const DevFuseForEveryone&) = delete;
+  DevFuseForEveryone& operator=(const DevFuseForEveryone&) = delete;
+
+ private:
+  int lock_fd_ = -1;
+  mode_t old_mode_ = 0;
+  bool changed_ = false;
 };
 
 }  // namespace layerfs::test

@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -89,6 +90,22 @@ Result<Bundle> parse(const json& config, const std::string& dir) {
       if (!list.ok()) return list.err().context(std::string("process.capabilities.") + set.name);
       *set.into = *list;
     }
+    // The kernel raises an ambient capability only where it is permitted and inheritable.
+    std::vector<int> ambient;
+    const auto names = caps.value("ambient", std::vector<std::string>{});
+    for (size_t i = 0; i < b.caps.ambient.size(); ++i) {
+      const int c = b.caps.ambient[i];
+      const bool can = std::count(b.caps.permitted.begin(), b.caps.permitted.end(), c) &&
+                       std::count(b.caps.inheritable.begin(), b.caps.inheritable.end(), c);
+      if (can) {
+        ambient.push_back(c);
+      } else {
+        ignored.push_back("process.capabilities.ambient[" +
+                          names[i] +
+                          "] (not inheritable)");
+      }
+    }
+    b.caps.ambient = ambient;
   }
   for (const json& r : process.value("rlimits", json::array())) {
     const std::string type = r.at("type").get<std::string>();
