@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -429,6 +430,54 @@ TEST_P(Layerrun, RunsTheBundleRuncSpecWrites) {
   // What is not implemented is said, in one line.
   EXPECT_NE(r.err.find("not implemented, ignored: process.terminal"), std::string::npos) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+// /etc/subuid and /etc/subgid with a range for the test user while it lives; the files are
+// restored (or removed) afterwards.
+class SubordinateIds {
+ public:
+  SubordinateIds(const std::string& line) {
+    for (const char* f : {"/etc/subuid", "/etc/subgid"}) {
+      std::error_code ec;
+      const bool existed = fs::exists(f, ec);
+      saved_.push_back({f, existed ? read_file(f) : std::optional<std::string>()});
+      std::ofstream(f, std::ios::app) << line << "\n";
+    }
+  }
+  ~SubordinateIds() {
+    for (const auto& [file, content] : saved_) {
+      if (content) {
+        std::ofstream(file, std::ios::trunc) << *content;
+      } else {
+        fs::remove(file);
+      }
+    }
+  }
+  SubordinateIds(const SubordinateIds&) = delete;
+  SubordinateIds& operator=(const SubordinateIds&) = delete;
+
+ private:
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+};
+
+TEST_P(Layerrun, SubordinateIdsGiveAnImageSeveralUsers) {
+  if (!rootless()) GTEST_SKIP() << "subordinate ids are for ordinary users";
+  if (access("/usr/bin/newuidmap", X_OK) != 0) GTEST_SKIP() << "no newuidmap (package uidmap)";
+  SubordinateIds ranges(std::string(kUserName) + ":300000:65536");
+  // A lower file of the image's user 1000 (host 300000 + 999: inside, 1 is the range's first).
+  write_file(top_ / "owned", "x\n");
+  ASSERT_EQ(lchown((top_ / "owned").c_str(), 300999, 300999), 0);
+  std::vector<std::string> args = writable_layers();
+  args.insert(args.end(), {"--cap-add", "CAP_CHOWN"});  // every other capability is dropped
+  RunResult r = sh(args,
+                   "cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //'; ls -n /owned | tr -s ' ' | "
+                   "cut -d' ' -f3,4; echo hi > /mine && chown 2000:3000 /mine && echo chowned");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "0 " + std::to_string(uid_) + " 1\n1 300000 65536\n1000 1000\nchowned\n");
+  struct stat st {};
+  ASSERT_EQ(lstat((dir_.path() / "upper/mine").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 300000U + 1999);
+  EXPECT_EQ(st.st_gid, 300000U + 2999);
 }
 
 INSTANTIATE_TEST_SUITE_P(AsRootAndRootless, Layerrun, ::testing::Values(false, true),
