@@ -1,6 +1,7 @@
 #include "layers/sys/container.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/mount.h>
 #include <linux/openat2.h>
 #include <net/if.h>
@@ -12,7 +13,6 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <grp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -173,8 +173,8 @@ Result<UniqueFd> open_in_root(BorrowedFd root, const char* path, int flags) {
   return UniqueFd(static_cast<int>(fd));
 }
 
-Result<void> mount_at(const char* source, const char* target, const char* type,
-                      unsigned long flags, const char* data) {
+Result<void> mount_at(const char* source, const char* target, const char* type, unsigned long flags,
+                      const char* data) {
   if (::mount(source, target, type, flags, data) != 0) return last_errno();
   return {};
 }

@@ -68,8 +68,8 @@ Result<std::string> read_text(const char* path);
 // and ".." stay inside it), no magic links. How a container's mount destinations are found.
 Result<UniqueFd> open_in_root(BorrowedFd root, const char* path, int flags);
 // mount(2).
-Result<void> mount_at(const char* source, const char* target, const char* type,
-                      unsigned long flags, const char* data = nullptr);
+Result<void> mount_at(const char* source, const char* target, const char* type, unsigned long flags,
+                      const char* data = nullptr);
 // mount_setattr(2) on `path` (AT_RECURSIVE with `recursive`): adds the MOUNT_ATTR_* in `set`,
 // removes those in `clear`, and leaves every other flag (the locked ones of a mount made in
 // another user namespace among them) as it is. Follows symlinks (a /proc/self/fd/N link names

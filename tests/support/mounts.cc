@@ -1,11 +1,11 @@
 #include "tests/support/mounts.h"
 
 #include <fcntl.h>
-#include <pwd.h>
-#include <sys/file.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>

@@ -10,12 +10,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/fuse/parity.h"
@@ -264,10 +266,26 @@ TEST_P(Layerrun, SameAnswersAsBubblewrap) {
   RunResult ours = sh({"--rootfs", base_.string(), "--hostname", "box"}, kProbe);
   ASSERT_EQ(ours.status, 0) << ours.err;
   // bwrap with the options that mean what layerrun does by default.
-  std::vector<std::string> bw{"/usr/bin/bwrap", "--unshare-all", "--hostname", "box",
-                              "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-                              "--ro-bind", base_.string(), "/", "--proc", "/proc", "--dev",
-                              "/dev", "--mqueue", "/dev/mqueue", "--ro-bind", "/sys", "/sys"};
+  std::vector<std::string> bw{"/usr/bin/bwrap",
+                              "--unshare-all",
+                              "--hostname",
+                              "box",
+                              "--die-with-parent",
+                              "--new-session",
+                              "--cap-drop",
+                              "ALL",
+                              "--ro-bind",
+                              base_.string(),
+                              "/",
+                              "--proc",
+                              "/proc",
+                              "--dev",
+                              "/dev",
+                              "--mqueue",
+                              "/dev/mqueue",
+                              "--ro-bind",
+                              "/sys",
+                              "/sys"};
   // /proc/sys read-only, as the OCI runtime spec says (bwrap leaves it writable in a user
   // namespace).
   bw.insert(bw.end(), {"--ro-bind", "/proc/sys", "/proc/sys"});
@@ -297,14 +315,16 @@ TEST_P(Layerrun, SameAnswersAsBubblewrap) {
     }
     return out;
   };
-  EXPECT_EQ(without_fds(ours.out), without_fds(theirs.out)) << "layerrun:\n" << ours.out << "bwrap:\n"
-                                                << theirs.out;
+  EXPECT_EQ(without_fds(ours.out), without_fds(theirs.out)) << "layerrun:\n"
+                                                            << ours.out << "bwrap:\n"
+                                                            << theirs.out;
 }
 
 TEST_P(Layerrun, WritesLandInTheUpperAndTheLowersStayAsTheyWere) {
   const auto before = snapshot(base_);
-  RunResult r = sh(writable_layers(),
-                   "echo new > /new && echo changed > /etc/release && rm /hello && cat /etc/release");
+  RunResult r =
+      sh(writable_layers(),
+         "echo new > /new && echo changed > /etc/release && rm /hello && cat /etc/release");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, "changed\n");
   const fs::path upper = dir_.path() / "upper";
@@ -363,11 +383,34 @@ TEST_P(Layerrun, ForwardsSignalsToTheCommand) {
   EXPECT_EQ(WEXITSTATUS(status), 3) << "the command trapped SIGTERM and exited 3";
 }
 
+TEST_P(Layerrun, DiesWithItsParent) {
+  // A shell starts layerrun in the background and is killed; the container must end at once
+  // (TearDown finds no layerrun process, mount or cgroup left), long before its sleep would.
+  std::vector<std::string> args = layers();
+  args.insert(args.end(), {"--die-with-parent", "--", "/bin/sleep", "30"});
+  std::string line;
+  for (const std::string& a : command(args)) line += "'" + a + "' ";
+  const auto start = std::chrono::steady_clock::now();
+  RunResult r = run({"sh", "-c", line + "& sleep 0.5; kill -KILL $$"},
+                    {"TMPDIR=" + (dir_.path() / "tmp").string()});
+  EXPECT_EQ(r.status, 128 + SIGKILL);
+  bool gone = false;
+  while (!gone && std::chrono::steady_clock::now() - start < std::chrono::seconds(20)) {
+    gone = true;
+    for (const auto& e : fs::directory_iterator("/proc")) {
+      std::error_code rc;
+      if (fs::read_symlink(e.path() / "exe", rc) == LAYERRUN_BIN) gone = false;
+    }
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(gone) << "layerrun still runs after its parent died";
+}
+
 TEST_P(Layerrun, ReapsOrphans) {
   // The inner shell exits at once; its sleeper is re-parented to the init, which must reap it
   // when it ends.
-  RunResult r = sh(layers(),
-                   "sh -c 'sleep 0.2 &'; sleep 1; grep -h '^State' /proc/[0-9]*/status | sort");
+  RunResult r =
+      sh(layers(), "sh -c 'sleep 0.2 &'; sleep 1; grep -h '^State' /proc/[0-9]*/status | sort");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out.find("zombie"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("State:\tS (sleeping)"), std::string::npos) << r.out;
@@ -392,10 +435,9 @@ TEST_P(Layerrun, ExitStatuses) {
   RunResult bad = layerrun({"--rootfs", base_.string(), "--bind", "/no/such/dir:/x", "--", "true"});
   EXPECT_EQ(bad.status, 125);
   EXPECT_EQ(bad.err, "layerrun: --bind source '/no/such/dir': No such file or directory\n");
-  RunResult bad_lower =
-      layerrun({"--lower", base_.string(), "--lower", (dir_.path() / "upper").string(),
-                "--upper", (dir_.path() / "upper").string(), "--work",
-                (dir_.path() / "work").string(), "--", "true"});
+  RunResult bad_lower = layerrun(
+      {"--lower", base_.string(), "--lower", (dir_.path() / "upper").string(), "--upper",
+       (dir_.path() / "upper").string(), "--work", (dir_.path() / "work").string(), "--", "true"});
   EXPECT_EQ(bad_lower.status, 125);
   EXPECT_EQ(std::count(bad_lower.err.begin(), bad_lower.err.end(), '\n'), 1) << bad_lower.err;
   RunResult size = layerrun({"--rootfs", base_.string(), "--memory", "lots", "--", "true"});
@@ -418,8 +460,9 @@ TEST_P(Layerrun, RunsTheBundleRuncSpecWrites) {
   ASSERT_EQ(run(spec).status, 0);
   // The bundle as runc wrote it: sh reading its commands from stdin.
   std::vector<std::string> argv = command({"--bundle", bundle.string()});
-  std::string script = "hostname; id -u; grep CapEff /proc/self/status; grep NoNewPrivs "
-                       "/proc/self/status; ls /dev/pts; cat /proc/keys | wc -c\n";
+  std::string script =
+      "hostname; id -u; grep CapEff /proc/self/status; grep NoNewPrivs "
+      "/proc/self/status; ls /dev/pts; cat /proc/keys | wc -c\n";
   std::string shell;
   for (const std::string& a : argv) shell += "'" + a + "' ";
   RunResult r = run({"sh", "-c", "printf '%s' \"$0\" | " + shell, script},

@@ -15,14 +15,22 @@ using nlohmann::json;
 
 const std::map<std::string, int>& rlimit_names() {
   static const std::map<std::string, int> kNames = {
-      {"RLIMIT_AS", RLIMIT_AS},           {"RLIMIT_CORE", RLIMIT_CORE},
-      {"RLIMIT_CPU", RLIMIT_CPU},         {"RLIMIT_DATA", RLIMIT_DATA},
-      {"RLIMIT_FSIZE", RLIMIT_FSIZE},     {"RLIMIT_LOCKS", RLIMIT_LOCKS},
-      {"RLIMIT_MEMLOCK", RLIMIT_MEMLOCK}, {"RLIMIT_MSGQUEUE", RLIMIT_MSGQUEUE},
-      {"RLIMIT_NICE", RLIMIT_NICE},       {"RLIMIT_NOFILE", RLIMIT_NOFILE},
-      {"RLIMIT_NPROC", RLIMIT_NPROC},     {"RLIMIT_RSS", RLIMIT_RSS},
-      {"RLIMIT_RTPRIO", RLIMIT_RTPRIO},   {"RLIMIT_RTTIME", RLIMIT_RTTIME},
-      {"RLIMIT_SIGPENDING", RLIMIT_SIGPENDING}, {"RLIMIT_STACK", RLIMIT_STACK},
+      {"RLIMIT_AS", RLIMIT_AS},
+      {"RLIMIT_CORE", RLIMIT_CORE},
+      {"RLIMIT_CPU", RLIMIT_CPU},
+      {"RLIMIT_DATA", RLIMIT_DATA},
+      {"RLIMIT_FSIZE", RLIMIT_FSIZE},
+      {"RLIMIT_LOCKS", RLIMIT_LOCKS},
+      {"RLIMIT_MEMLOCK", RLIMIT_MEMLOCK},
+      {"RLIMIT_MSGQUEUE", RLIMIT_MSGQUEUE},
+      {"RLIMIT_NICE", RLIMIT_NICE},
+      {"RLIMIT_NOFILE", RLIMIT_NOFILE},
+      {"RLIMIT_NPROC", RLIMIT_NPROC},
+      {"RLIMIT_RSS", RLIMIT_RSS},
+      {"RLIMIT_RTPRIO", RLIMIT_RTPRIO},
+      {"RLIMIT_RTTIME", RLIMIT_RTTIME},
+      {"RLIMIT_SIGPENDING", RLIMIT_SIGPENDING},
+      {"RLIMIT_STACK", RLIMIT_STACK},
   };
   return kNames;
 }
@@ -59,10 +67,10 @@ Result<Bundle> parse(const json& config, const std::string& dir) {
                &ignored);
 
   const json& process = config.at("process");
-  unknown_keys(process, "process.",
-               {"terminal", "user", "args", "env", "cwd", "capabilities", "rlimits",
-                "noNewPrivileges"},
-               &ignored);
+  unknown_keys(
+      process, "process.",
+      {"terminal", "user", "args", "env", "cwd", "capabilities", "rlimits", "noNewPrivileges"},
+      &ignored);
   if (process.value("terminal", false)) ignored.push_back("process.terminal");
   s.args = process.at("args").get<std::vector<std::string>>();
   s.env = process.value("env", std::vector<std::string>{});
@@ -100,9 +108,7 @@ Result<Bundle> parse(const json& config, const std::string& dir) {
       if (can) {
         ambient.push_back(c);
       } else {
-        ignored.push_back("process.capabilities.ambient[" +
-                          names[i] +
-                          "] (not inheritable)");
+        ignored.push_back("process.capabilities.ambient[" + names[i] + "] (not inheritable)");
       }
     }
     b.caps.ambient = ambient;
@@ -125,8 +131,7 @@ Result<Bundle> parse(const json& config, const std::string& dir) {
   for (const json& m : config.value("mounts", json::array())) {
     unknown_keys(m, "mounts[].", {"destination", "type", "source", "options"}, &ignored);
     MountSpec ms{m.at("destination").get<std::string>(), m.value("type", std::string()),
-                 m.value("source", std::string()),
-                 m.value("options", std::vector<std::string>{})};
+                 m.value("source", std::string()), m.value("options", std::vector<std::string>{})};
     const bool bind = ms.type == "bind" || ms.type == "rbind" ||
                       std::count(ms.options.begin(), ms.options.end(), "bind") ||
                       std::count(ms.options.begin(), ms.options.end(), "rbind");
@@ -135,23 +140,31 @@ Result<Bundle> parse(const json& config, const std::string& dir) {
   }
 
   const json linux_ = config.value("linux", json::object());
-  unknown_keys(linux_, "linux.",
-               {"namespaces", "uidMappings", "gidMappings", "resources", "maskedPaths",
-                "readonlyPaths"},
-               &ignored);
+  unknown_keys(
+      linux_, "linux.",
+      {"namespaces", "uidMappings", "gidMappings", "resources", "maskedPaths", "readonlyPaths"},
+      &ignored);
   s.pid_ns = s.net_ns = s.ipc_ns = s.uts_ns = s.cgroup_ns = s.user_ns = false;
   bool mount_ns = false;
   for (const json& ns : linux_.value("namespaces", json::array())) {
     const std::string type = ns.at("type").get<std::string>();
     if (ns.contains("path")) ignored.push_back("linux.namespaces[" + type + "].path");
-    if (type == "pid") s.pid_ns = true;
-    else if (type == "network") s.net_ns = true;
-    else if (type == "ipc") s.ipc_ns = true;
-    else if (type == "uts") s.uts_ns = true;
-    else if (type == "cgroup") s.cgroup_ns = true;
-    else if (type == "user") s.user_ns = true;
-    else if (type == "mount") mount_ns = true;
-    else ignored.push_back("linux.namespaces[" + type + "]");
+    if (type == "pid")
+      s.pid_ns = true;
+    else if (type == "network")
+      s.net_ns = true;
+    else if (type == "ipc")
+      s.ipc_ns = true;
+    else if (type == "uts")
+      s.uts_ns = true;
+    else if (type == "cgroup")
+      s.cgroup_ns = true;
+    else if (type == "user")
+      s.user_ns = true;
+    else if (type == "mount")
+      mount_ns = true;
+    else
+      ignored.push_back("linux.namespaces[" + type + "]");
   }
   // The launcher always makes these two: its init is pid 1 and its root is pivoted into.
   if (!s.pid_ns) ignored.push_back("linux.namespaces (no pid namespace: one is made anyway)");

@@ -61,9 +61,9 @@ std::vector<Hierarchy> hierarchies() {
       std::vector<std::string> names;
       for (const std::string& o : split(*(dash + 3), ',')) {
         if (o == "memory" || o == "pids" || o == "cpu" || o == "cpuacct" || o == "cpuset" ||
-            o == "blkio" || o == "devices" || o == "freezer" || o == "net_cls" ||
-            o == "net_prio" || o == "perf_event" || o == "hugetlb" || o == "rdma" ||
-            o == "misc" || o.rfind("name=", 0) == 0) {
+            o == "blkio" || o == "devices" || o == "freezer" || o == "net_cls" || o == "net_prio" ||
+            o == "perf_event" || o == "hugetlb" || o == "rdma" || o == "misc" ||
+            o.rfind("name=", 0) == 0) {
           names.push_back(o);
         }
       }
@@ -183,8 +183,7 @@ Result<std::unique_ptr<Cgroup>> Cgroup::create(const Limits& limits, bool accoun
       }
     }
     if (auto made = sys::make_dir_at(kCwd, dir.c_str(), 0755); !made.ok()) {
-      const bool denied = made.error() == EACCES || made.error() == EPERM ||
-                          made.error() == EROFS;
+      const bool denied = made.error() == EACCES || made.error() == EPERM || made.error() == EROFS;
       return failure(made.error(),
                      "cgroup " + controller + ": mkdir '" + dir + "': " + made.err().message() +
                          (denied ? " (no cgroup delegated to this user; --no-limits-ok runs "
@@ -200,9 +199,8 @@ Result<std::unique_ptr<Cgroup>> Cgroup::create(const Limits& limits, bool accoun
       }
       if (limits.memory_swap) {
         if (d.v2) {
-          const int64_t swap = *limits.memory_swap < 0 ? -1
-                                                       : *limits.memory_swap -
-                                                             limits.memory.value_or(0);
+          const int64_t swap =
+              *limits.memory_swap < 0 ? -1 : *limits.memory_swap - limits.memory.value_or(0);
           LAYERFS_TRY(write_knob(d.path, "memory.swap.max",
                                  swap < 0 ? std::string("max") : std::to_string(swap)));
         } else {
@@ -214,12 +212,11 @@ Result<std::unique_ptr<Cgroup>> Cgroup::create(const Limits& limits, bool accoun
       LAYERFS_TRY(write_knob(d.path, "pids.max", std::to_string(*limits.pids)));
     } else if (controller == "cpu" && limits.cpu_quota_us) {
       if (d.v2) {
-        LAYERFS_TRY(write_knob(d.path, "cpu.max",
-                               std::to_string(*limits.cpu_quota_us) + " " +
-                                   std::to_string(limits.cpu_period_us)));
+        LAYERFS_TRY(write_knob(
+            d.path, "cpu.max",
+            std::to_string(*limits.cpu_quota_us) + " " + std::to_string(limits.cpu_period_us)));
       } else {
-        LAYERFS_TRY(
-            write_knob(d.path, "cpu.cfs_period_us", std::to_string(limits.cpu_period_us)));
+        LAYERFS_TRY(write_knob(d.path, "cpu.cfs_period_us", std::to_string(limits.cpu_period_us)));
         LAYERFS_TRY(write_knob(d.path, "cpu.cfs_quota_us", std::to_string(*limits.cpu_quota_us)));
       }
     }

@@ -33,8 +33,7 @@ std::string env_path(const std::vector<std::string>& env) {
   _exit(code);
 }
 
-[[noreturn]] void start_command(const Spec& spec, const CapabilitySets& caps,
-                                BorrowedFd report) {
+[[noreturn]] void start_command(const Spec& spec, const CapabilitySets& caps, BorrowedFd report) {
   // The init's blocked signals and the monitor's ignored ones are not the command's.
   sigset_t all;
   sigfillset(&all);
@@ -43,7 +42,8 @@ std::string env_path(const std::vector<std::string>& env) {
     if (s != SIGKILL && s != SIGSTOP) signal(s, SIG_DFL);
   }
   // A session of its own: no controlling terminal, so no TIOCSTI into the caller's.
-  if (auto r = sys::new_session(); !r.ok()) fail(report, kLauncherError, "setsid: " + r.err().message());
+  if (auto r = sys::new_session(); !r.ok())
+    fail(report, kLauncherError, "setsid: " + r.err().message());
   for (const Rlimit& l : spec.rlimits) {
     if (auto r = sys::set_resource_limit(l.resource, l.soft, l.hard); !r.ok()) {
       fail(report, kLauncherError,

@@ -40,17 +40,25 @@ Result<int64_t> parse_size(const std::string& option, const std::string& text) {
   }
   std::string unit = text.substr(used);
   for (char& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  static const std::pair<const char*, double> kUnits[] = {
-      {"", 1},          {"b", 1},          {"k", 1024.0},   {"kib", 1024.0},
-      {"kb", 1e3},      {"m", 1048576.0},  {"mib", 1048576.0}, {"mb", 1e6},
-      {"g", 1073741824.0}, {"gib", 1073741824.0}, {"gb", 1e9}};
+  static const std::pair<const char*, double> kUnits[] = {{"", 1},
+                                                          {"b", 1},
+                                                          {"k", 1024.0},
+                                                          {"kib", 1024.0},
+                                                          {"kb", 1e3},
+                                                          {"m", 1048576.0},
+                                                          {"mib", 1048576.0},
+                                                          {"mb", 1e6},
+                                                          {"g", 1073741824.0},
+                                                          {"gib", 1073741824.0},
+                                                          {"gb", 1e9}};
   for (const auto& [name, factor] : kUnits) {
     if (used > 0 && unit == name && std::isfinite(value) && value > 0 && value * factor < 9e18) {
       return static_cast<int64_t>(value * factor);
     }
   }
-  return failure(EINVAL, option + " '" + text + "': not a size (bytes, or with k/m/g, KB/MB/GB, "
-                                                "KiB/MiB/GiB)");
+  return failure(EINVAL, option + " '" + text +
+                             "': not a size (bytes, or with k/m/g, KB/MB/GB, "
+                             "KiB/MiB/GiB)");
 }
 
 Result<std::vector<MountSpec>> bind_mounts(const std::vector<std::string>& binds) {
@@ -89,10 +97,11 @@ int main_impl(int argc, char** argv) {
   }
   for (int i = split + 1; i < argc; ++i) command.emplace_back(argv[i]);
 
-  CLI::App app{"Runs a command in its own namespaces and cgroup, with a layerfs mount as its "
-               "root.\n  layerrun [OPTIONS] (--rootfs DIR | --lower L... [--upper U --work W] | "
-               "--bundle DIR) -- CMD [ARGS...]",
-               "layerrun"};
+  CLI::App app{
+      "Runs a command in its own namespaces and cgroup, with a layerfs mount as its "
+      "root.\n  layerrun [OPTIONS] (--rootfs DIR | --lower L... [--upper U --work W] | "
+      "--bundle DIR) -- CMD [ARGS...]",
+      "layerrun"};
   Spec spec;
   std::vector<std::string> binds, tmpfs, env, cap_add;
   std::string bundle, net = "none", user, memory, memory_swap, cpus;
@@ -117,8 +126,7 @@ int main_impl(int argc, char** argv) {
   app.add_option("--cwd", spec.cwd, "the working directory inside (default /)");
   app.add_option("--user", user, "UID[:GID] inside (default 0:0)");
   app.add_option("--cap-add", cap_add, "keep this capability (CAP_NET_ADMIN, ...; repeat)");
-  app.add_flag("--die-with-parent", spec.die_with_parent,
-               "end the container when layerrun dies");
+  app.add_flag("--die-with-parent", spec.die_with_parent, "end the container when layerrun dies");
   app.add_flag("--userns", userns, "a user namespace even as root");
   app.add_option("--memory", memory, "memory limit (100MB, 1g, ...)");
   app.add_option("--memory-swap", memory_swap, "memory + swap limit, or -1 for unlimited swap");
@@ -248,7 +256,8 @@ int main_impl(int argc, char** argv) {
     if (end == cpus.c_str() || *end != '\0' || !std::isfinite(c) || c <= 0 || c > 4096) {
       return refuse("--cpus '" + cpus + "': not a positive number of cores");
     }
-    spec.limits.cpu_quota_us = static_cast<int64_t>(c * static_cast<double>(spec.limits.cpu_period_us));
+    spec.limits.cpu_quota_us =
+        static_cast<int64_t>(c * static_cast<double>(spec.limits.cpu_period_us));
   }
   // Rootless, a user namespace is what makes the caller root over the container's mounts.
   if (!sys::running_as_root() || userns) spec.user_ns = true;

@@ -96,10 +96,10 @@ Parsed parse_options(const MountSpec& m) {
       {"dirsync", {MS_DIRSYNC, 0}},
   };
   static const std::map<std::string, unsigned long> kPropagation = {
-      {"private", MS_PRIVATE},           {"rprivate", MS_PRIVATE | MS_REC},
-      {"shared", MS_SHARED},             {"rshared", MS_SHARED | MS_REC},
-      {"slave", MS_SLAVE},               {"rslave", MS_SLAVE | MS_REC},
-      {"unbindable", MS_UNBINDABLE},     {"runbindable", MS_UNBINDABLE | MS_REC},
+      {"private", MS_PRIVATE},       {"rprivate", MS_PRIVATE | MS_REC},
+      {"shared", MS_SHARED},         {"rshared", MS_SHARED | MS_REC},
+      {"slave", MS_SLAVE},           {"rslave", MS_SLAVE | MS_REC},
+      {"unbindable", MS_UNBINDABLE}, {"runbindable", MS_UNBINDABLE | MS_REC},
   };
   Parsed p;
   p.bind = m.type == "bind" || m.type == "rbind";
@@ -125,7 +125,7 @@ Parsed parse_options(const MountSpec& m) {
 }
 
 Result<void> bind_here(BorrowedFd root, const std::string& source, const UniqueFd& at,
-                  const Parsed& p, const std::string& dest) {
+                       const Parsed& p, const std::string& dest) {
   LAYERFS_TRY(sys::mount_at(source.c_str(), fd_path(at).c_str(), nullptr,
                             MS_BIND | (p.recursive ? MS_REC : 0))
                   .context("bind mount " + source + " on", dest));
@@ -206,7 +206,7 @@ Result<void> populate_dev(BorrowedFd root) {
   auto dev = sys::open_in_root(root, "dev", O_PATH | O_DIRECTORY);
   if (!dev.ok()) return dev.err().context("/dev");
   const std::pair<const char*, const char*> links[] = {
-      {"ptmx", "pts/ptmx"},         {"fd", "/proc/self/fd"},          {"stdin", "/proc/self/fd/0"},
+      {"ptmx", "pts/ptmx"},          {"fd", "/proc/self/fd"},       {"stdin", "/proc/self/fd/0"},
       {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"},
   };
   for (const auto& [name, target] : links) {
@@ -253,8 +253,8 @@ Result<void> prepare_staging(const std::string& staging) {
   LAYERFS_TRY(sys::mount_at(nullptr, "/", nullptr, MS_REC | MS_PRIVATE).context("make / private"));
   LAYERFS_TRY(sys::mount_at("tmpfs", staging.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
                   .context("mount tmpfs on", staging));
-  LAYERFS_TRY(sys::mount_at(nullptr, staging.c_str(), nullptr, MS_SHARED)
-                  .context("make shared", staging));
+  LAYERFS_TRY(
+      sys::mount_at(nullptr, staging.c_str(), nullptr, MS_SHARED).context("make shared", staging));
   const std::string root = staging + "/root";
   return sys::make_dir_at(kCwd, root.c_str(), 0755).context("mkdir", root);
 }

@@ -33,6 +33,14 @@ void forward(int sig) {
   if (pid > 0) (void)sys::send_signal(pid, sig);
 }
 
+// --die-with-parent: the caller of layerrun has died; the container ends as bwrap's does.
+std::atomic<bool> g_orphaned{false};
+void end_container(int) {
+  g_orphaned = true;
+  const pid_t pid = g_init.load();
+  if (pid > 0) (void)sys::send_signal(pid, SIGKILL);
+}
+
 // Waits for the step before: true when it said go, false when its pipe closed without a word.
 bool wait_for(const UniqueFd& fd) {
   char c;
@@ -51,8 +59,8 @@ void say_go(UniqueFd& fd) {
 }
 
 struct Pipes {
-  sys::Pipe to_monitor;  // layerrun -> monitor: the id maps are written
-  sys::Pipe to_init;     // layerrun -> init: it is in the cgroup
+  sys::Pipe to_monitor;    // layerrun -> monitor: the id maps are written
+  sys::Pipe to_init;       // layerrun -> init: it is in the cgroup
   sys::Pipe from_monitor;  // monitor -> layerrun: the init's pid
 };
 
@@ -90,10 +98,10 @@ struct Pipes {
 
 [[noreturn]] void monitor_main(const Spec& spec, const CapabilitySets& caps,
                                const std::string& staging, pid_t launcher, Pipes& pipes) {
-  if (spec.die_with_parent) {
-    (void)sys::set_parent_death_signal(SIGKILL);
-    if (sys::parent_id() != launcher) _exit(kLauncherError);
-  }
+  // Without layerrun nobody would remove the cgroup nor report the status: the monitor (and
+  // with it the root's daemon and the container) does not outlive it.
+  (void)sys::set_parent_death_signal(SIGKILL);
+  if (sys::parent_id() != launcher) _exit(kLauncherError);
   pipes.to_monitor.write.reset();
   pipes.from_monitor.read.reset();
   if (!wait_for(pipes.to_monitor.read)) _exit(kLauncherError);
@@ -139,8 +147,8 @@ struct Pipes {
 
 std::string staging_dir() {
   const char* tmp = std::getenv("TMPDIR");
-  std::string path = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") +
-                     "/layerrun.XXXXXX";
+  std::string path =
+      std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/layerrun.XXXXXX";
   if (mkdtemp(path.data()) == nullptr) return {};
   return path;
 }
@@ -210,6 +218,19 @@ int launch(const Spec& spec, const CapabilitySets& caps) {
   sa.sa_flags = SA_RESTART;
   sigemptyset(&sa.sa_mask);
   for (int s : kForwarded) sigaction(s, &sa, nullptr);
+  if (spec.die_with_parent) {
+    // A signal of its own, so that layerrun still removes the cgroup and reports.
+    const pid_t caller = sys::parent_id();
+    struct sigaction end {};
+    end.sa_handler = end_container;
+    end.sa_flags = SA_RESTART;
+    sigemptyset(&end.sa_mask);
+    sigaction(SIGRTMIN, &end, nullptr);
+    if (auto r = sys::set_parent_death_signal(SIGRTMIN); !r.ok()) {
+      return give_up(r.err().context("PR_SET_PDEATHSIG"));
+    }
+    if (sys::parent_id() != caller) end_container(0);
+  }
   say_go(pipes.to_monitor.write);
 
   std::string init_pid;
@@ -227,6 +248,7 @@ int launch(const Spec& spec, const CapabilitySets& caps) {
       if (auto r = cgroup->attach(init); !r.ok()) return give_up(r.err());
     }
     g_init = init;
+    if (g_orphaned) end_container(0);  // the caller died before the init was known
     say_go(pipes.to_init.write);
   }
   pipes.to_init.write.reset();
