@@ -12,15 +12,8 @@ DU=$BUILD/layerdu LD=$BUILD/layerdiff
 . bench/tools-lib.sh
 bench_args du.sh /var/tmp/layerdu-bench "$@"
 [ -x "$DU" ] || { echo "no $DU (run ./dev build)" >&2; exit 2; }
-rm -rf "$DIR"; mkdir -p "$DIR"
+scratch_dir
 export CONTAINERS_STORAGE_CONF=$DIR/storage.conf
-cleanup() {
-  set +e
-  command -v podman >/dev/null && podman system reset -f >/dev/null 2>&1
-  grep " $DIR/" /proc/mounts | awk '{ print $2 }' | sort -r | while read -r m; do umount -l "$m"; done
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
 say "making the layers"
 mkdir -p "$DIR/big" "$DIR/many"
 for i in $(seq 1 100); do head -c 10485760 /dev/urandom >"$DIR/big/f$i"; done

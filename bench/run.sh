@@ -21,15 +21,8 @@ done
 bench_args run.sh /var/tmp/layerrun-bench "${args[@]}"
 [ -x "$LR" ] || { echo "no $LR (run ./dev build)" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "bench/run.sh: run as root (podman and bwrap beside it)" >&2; exit 2; }
-rm -rf "$DIR"; mkdir -p "$DIR"
+scratch_dir
 export CONTAINERS_STORAGE_CONF=$DIR/storage.conf CONTAINERS_CONF=$DIR/containers.conf
-cleanup() {
-  set +e
-  command -v podman >/dev/null && podman system reset -f >/dev/null 2>&1
-  grep " $DIR/" /proc/mounts | awk '{ print $2 }' | sort -r | while read -r m; do umount -l "$m"; done
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
 
 say "making a busybox-static root and three layers"
 mkdir -p "$DIR"/{root,l1,l2,l3,upper,work}

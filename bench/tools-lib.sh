@@ -1,4 +1,4 @@
-# Sourced by bench/tools.sh and bench/du.sh: their arguments, progress lines and timings.
+# Sourced by bench/tools.sh, bench/du.sh and bench/run.sh: their arguments, progress lines and timings.
 # Sets OUT (a markdown file to append results to, or "") and DIR (the scratch directory,
 # default given by the caller), from [--out FILE] [--dir SCRATCH].
 bench_args() {  # bench_args NAME DEFAULT_DIR "$@"
@@ -24,4 +24,16 @@ measure() {  # best of 3: seconds and peak RSS (KiB), from /usr/bin/time
     if [ -z "$best" ] || awk -v a="$t" -v b="$best" 'BEGIN{exit !(a<b)}'; then best=$t; rss=$m; fi
   done
   echo "$best $rss"
+}
+# A fresh scratch directory DIR, and on exit podman's storage reset, every mount under DIR
+# unmounted and DIR removed.
+scratch_dir() {
+  rm -rf "$DIR"; mkdir -p "$DIR"
+  trap scratch_cleanup EXIT
+}
+scratch_cleanup() {
+  set +e
+  command -v podman >/dev/null && podman system reset -f >/dev/null 2>&1
+  grep " $DIR/" /proc/mounts | awk '{ print $2 }' | sort -r | while read -r m; do umount -l "$m"; done
+  rm -rf "$DIR"
 }

@@ -157,30 +157,17 @@ int main_impl(int argc, char** argv) {
       for (const std::string& f : loaded->ignored) list += (list.empty() ? "" : ", ") + f;
       log::warn("%s/config.json: not implemented, ignored: %s", bundle.c_str(), list.c_str());
     }
-    const Spec& b = loaded->spec;
-    spec.rootfs = b.rootfs;
-    spec.mounts = b.mounts;
-    spec.masked_paths = b.masked_paths;
-    spec.readonly_paths = b.readonly_paths;
-    spec.pid_ns = b.pid_ns;
-    spec.net_ns = b.net_ns;
-    spec.ipc_ns = b.ipc_ns;
-    spec.uts_ns = b.uts_ns;
-    spec.cgroup_ns = b.cgroup_ns;
-    spec.user_ns = b.user_ns;
-    spec.uid_map = b.uid_map;
-    spec.gid_map = b.gid_map;
-    if (spec.hostname.empty()) spec.hostname = b.hostname;
-    spec.read_only_root = spec.read_only_root || b.read_only_root;
-    if (command.empty()) command = b.args;
-    spec.env = b.env;
-    if (spec.cwd == "/") spec.cwd = b.cwd;
-    spec.uid = b.uid;
-    spec.gid = b.gid;
-    spec.groups = b.groups;
-    spec.no_new_privileges = b.no_new_privileges;
-    spec.rlimits = b.rlimits;
-    spec.limits = b.limits;
+    // The bundle says what the container is; the command line may add to it.
+    const Spec given = spec;
+    spec = loaded->spec;
+    if (!given.hostname.empty()) spec.hostname = given.hostname;
+    spec.read_only_root = spec.read_only_root || given.read_only_root;
+    if (given.cwd != "/") spec.cwd = given.cwd;
+    if (!command.empty()) spec.args = command;
+    command = spec.args;
+    spec.die_with_parent = given.die_with_parent;
+    spec.no_limits_ok = given.no_limits_ok;
+    spec.stats_file = given.stats_file;
     caps = loaded->caps;
     if (!sys::path_exists(spec.rootfs.c_str())) {
       return refuse("bundle '" + bundle + "': root.path '" + spec.rootfs + "' does not exist");
