@@ -241,6 +241,11 @@ Result<void> set_keep_capabilities(bool keep) {
   return {};
 }
 
+Result<void> set_dumpable(bool dumpable) {
+  if (::prctl(PR_SET_DUMPABLE, dumpable ? 1 : 0, 0, 0, 0) != 0) return last_errno();
+  return {};
+}
+
 Result<void> set_resource_limit(int resource, rlim_t soft, rlim_t hard) {
   const rlimit lim{soft, hard};
   if (::setrlimit(static_cast<__rlimit_resource>(resource), &lim) != 0) return last_errno();

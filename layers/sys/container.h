@@ -87,11 +87,14 @@ Result<void> set_hostname(std::string_view name);
 // setgroups(2), setresgid(2), setresuid(2), in that order (an empty group list where
 // setgroups is denied is no error).
 Result<void> set_identity(uid_t uid, gid_t gid, const std::vector<gid_t>& groups);
-// prctl: PR_SET_NO_NEW_PRIVS; PR_SET_PDEATHSIG; PR_SET_KEEPCAPS.
+// prctl: PR_SET_NO_NEW_PRIVS; PR_SET_PDEATHSIG; PR_SET_KEEPCAPS; PR_SET_DUMPABLE.
 Result<void> set_no_new_privs();
 Result<bool> no_new_privs();
 Result<void> set_parent_death_signal(int sig);
 Result<void> set_keep_capabilities(bool keep);
+// PR_SET_DUMPABLE: a process that is not dumpable cannot be ptraced by one without
+// CAP_SYS_PTRACE over it, and its /proc files belong to root.
+Result<void> set_dumpable(bool dumpable);
 // setrlimit(2).
 Result<void> set_resource_limit(int resource, rlim_t soft, rlim_t hard);
 

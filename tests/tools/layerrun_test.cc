@@ -180,16 +180,39 @@ class Layerrun : public ::testing::TestWithParam<bool> {
     return out;
   }
 
-  // The command line that runs layerrun as the test's user.
-  std::vector<std::string> command(const std::vector<std::string>& args) const {
+  // argv run as the test's user.
+  std::vector<std::string> as_user(const std::vector<std::string>& args) const {
     std::vector<std::string> argv;
     if (rootless()) {
       argv = {"setpriv", "--reuid=" + std::to_string(uid_), "--regid=" + std::to_string(gid_),
               "--clear-groups"};
     }
-    argv.push_back(LAYERRUN_BIN);
     argv.insert(argv.end(), args.begin(), args.end());
     return argv;
+  }
+
+  // The command line that runs layerrun as the test's user.
+  std::vector<std::string> command(const std::vector<std::string>& args) const {
+    std::vector<std::string> argv{LAYERRUN_BIN};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return as_user(argv);
+  }
+
+  // A bundle at `bundle` whose rootfs is the base layer and whose config.json is runc's
+  // own (`runc spec`, --rootless when rootless), owned by the test's user with `owned`.
+  void runc_bundle(const fs::path& bundle, const std::vector<std::string>& owned = {}) const {
+    make_dir(bundle);
+    fs::copy(base_, bundle / "rootfs",
+             fs::copy_options::recursive | fs::copy_options::copy_symlinks);
+    if (rootless()) {
+      std::vector<std::string> chown{
+          "chown", "-R", "-h", std::to_string(uid_) + ":" + std::to_string(gid_), bundle.string()};
+      chown.insert(chown.end(), owned.begin(), owned.end());
+      ASSERT_EQ(run(chown).status, 0);
+    }
+    std::vector<std::string> spec{"runc", "spec", "--bundle", bundle.string()};
+    if (rootless()) spec.push_back("--rootless");
+    ASSERT_EQ(run(as_user(spec)).status, 0);
   }
 
   RunResult layerrun(const std::vector<std::string>& args) const {
@@ -448,16 +471,8 @@ TEST_P(Layerrun, ExitStatuses) {
 TEST_P(Layerrun, RunsTheBundleRuncSpecWrites) {
   if (access("/usr/bin/runc", X_OK) != 0) GTEST_SKIP() << "no runc (Debian package runc)";
   const fs::path bundle = dir_.path() / "bundle";
-  make_dir(bundle);
-  fs::copy(base_, bundle / "rootfs", fs::copy_options::recursive | fs::copy_options::copy_symlinks);
-  if (rootless()) run({"chown", "-R", std::to_string(uid_) + ":" + std::to_string(gid_), bundle});
-  std::vector<std::string> spec{"runc", "spec", "--bundle", bundle.string()};
-  if (rootless()) {
-    spec.push_back("--rootless");
-    spec.insert(spec.begin(), {"setpriv", "--reuid=" + std::to_string(uid_),
-                               "--regid=" + std::to_string(gid_), "--clear-groups"});
-  }
-  ASSERT_EQ(run(spec).status, 0);
+  runc_bundle(bundle);
+  if (HasFatalFailure()) return;
   // The bundle as runc wrote it: sh reading its commands from stdin.
   std::vector<std::string> argv = command({"--bundle", bundle.string()});
   std::string script =
@@ -473,6 +488,108 @@ TEST_P(Layerrun, RunsTheBundleRuncSpecWrites) {
   // What is not implemented is said, in one line.
   EXPECT_NE(r.err.find("not implemented, ignored: process.terminal"), std::string::npos) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+TEST_P(Layerrun, BundleBindsFollowLinksAndNameEachIgnoredCapability) {
+  if (access("/usr/bin/runc", X_OK) != 0) GTEST_SKIP() << "no runc (Debian package runc)";
+  const fs::path bundle = dir_.path() / "bundle";
+  make_dir(dir_.path() / "shared");
+  write_file(dir_.path() / "shared/note", "shared\n");
+  fs::create_directory_symlink(dir_.path() / "shared", dir_.path() / "shared-link");
+  runc_bundle(bundle, {(dir_.path() / "shared").string(), (dir_.path() / "shared-link").string()});
+  if (HasFatalFailure()) return;
+  nlohmann::json config;
+  {
+    std::ifstream in(bundle / "config.json");
+    config = nlohmann::json::parse(in);
+  }
+  config["process"]["terminal"] = false;
+  config["process"]["args"] = {"/bin/sh", "-c", "cat /linked/note; test -d /linked && echo dir"};
+  // A source that is a link to a directory binds the directory, as mount(2) and runc do.
+  config["mounts"].push_back({{"destination", "/linked"},
+                              {"type", "bind"},
+                              {"source", (dir_.path() / "shared-link").string()},
+                              {"options", {"rbind", "ro"}}});
+  // Not inheritable, so not raised; each is named once, duplicates included.
+  config["process"]["capabilities"]["ambient"] = {"CAP_KILL", "CAP_KILL", "CAP_CHOWN"};
+  {
+    std::ofstream out(bundle / "config.json");
+    out << config.dump(2);
+  }
+  if (rootless())
+    run({"chown", std::to_string(uid_) + ":" + std::to_string(gid_),
+         (bundle / "config.json").string()});
+  RunResult r = layerrun({"--bundle", bundle.string()});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "shared\ndir\n") << r.err;
+  EXPECT_NE(r.err.find("process.capabilities.ambient CAP_KILL (not inheritable), "
+                       "process.capabilities.ambient CAP_CHOWN (not inheritable)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+TEST_P(Layerrun, InitHoldsNothingTheCommandCouldTakeOver) {
+  // Even a command given CAP_SYS_PTRACE finds in pid 1 no capability but CAP_KILL and no fd
+  // the caller passed in (fd 7 here).
+  std::vector<std::string> args = layers();
+  args.insert(args.end(), {"--cap-add", "CAP_SYS_PTRACE", "--", "/bin/sh", "-c",
+                           "grep CapEff /proc/1/status; ls /proc/1/fd; ls /proc/self/fd"});
+  std::string line;
+  for (const std::string& a : command(args)) line += "'" + a + "' ";
+  RunResult r = run({"sh", "-c", "exec 7</etc/hostname; " + line},
+                    {"TMPDIR=" + (dir_.path() / "tmp").string()});
+  ASSERT_EQ(r.status, 0) << r.err;
+  // CAP_KILL is bit 5; ls of its own fds shows 0-2 and the one it reads the directory with.
+  if (rootless()) {
+    // In a user namespace the command's CAP_SYS_PTRACE does not reach a non-dumpable pid 1:
+    // its fds cannot even be listed.
+    EXPECT_EQ(r.out, "CapEff:\t0000000000000020\n0\n1\n2\n3\n") << r.err;
+    EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
+  } else {
+    EXPECT_EQ(r.out, "CapEff:\t0000000000000020\n0\n1\n2\n0\n1\n2\n3\n") << r.err;
+  }
+}
+
+TEST_P(Layerrun, SignalsDuringStartUpLeaveNothingBehind) {
+  // A SIGTERM at any moment of the start-up ends the container (forwarded once the init is
+  // known) and leaves no cgroup, staging dir or mount (TearDown checks).
+  std::vector<std::string> args = layers();
+  if (!rootless()) args.insert(args.end(), {"--memory", "100MB", "--pids", "100"});
+  args.insert(args.end(), {"--", "/bin/sleep", "30"});
+  std::vector<std::string> argv = command(args);
+  const std::string tmp = "TMPDIR=" + (dir_.path() / "tmp").string();
+  for (int delay_ms : {0, 1, 2, 5, 10, 20, 40, 80, 160}) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      putenv(const_cast<char*>(tmp.c_str()));
+      std::vector<char*> a;
+      for (std::string& s : argv) a.push_back(s.data());
+      a.push_back(nullptr);
+      execvp(a[0], a.data());
+      _exit(127);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    kill(pid, SIGTERM);
+    int status = 0;
+    pid_t got = 0;
+    const auto start = std::chrono::steady_clock::now();
+    while ((got = waitpid(pid, &status, WNOHANG)) == 0 &&
+           std::chrono::steady_clock::now() - start < std::chrono::seconds(15)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (got == 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      ADD_FAILURE() << "SIGTERM " << delay_ms << " ms after the start was lost";
+      continue;
+    }
+    // Before layerrun set anything up the signal ends it; afterwards the command gets it.
+    const bool ended = (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) ||
+                       (WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGTERM);
+    EXPECT_TRUE(ended) << "after " << delay_ms << " ms: status " << status;
+  }
 }
 
 // /etc/subuid and /etc/subgid with a range for the test user while it lives; the files are

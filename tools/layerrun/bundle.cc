@@ -100,15 +100,14 @@ Result<Bundle> parse(const json& config, const std::string& dir) {
     }
     // The kernel raises an ambient capability only where it is permitted and inheritable.
     std::vector<int> ambient;
-    const auto names = caps.value("ambient", std::vector<std::string>{});
-    for (size_t i = 0; i < b.caps.ambient.size(); ++i) {
-      const int c = b.caps.ambient[i];
+    for (const int c : b.caps.ambient) {
       const bool can = std::count(b.caps.permitted.begin(), b.caps.permitted.end(), c) &&
                        std::count(b.caps.inheritable.begin(), b.caps.inheritable.end(), c);
       if (can) {
         ambient.push_back(c);
       } else {
-        ignored.push_back("process.capabilities.ambient[" + names[i] + "] (not inheritable)");
+        ignored.push_back("process.capabilities.ambient " + capability_name(c) +
+                          " (not inheritable)");
       }
     }
     b.caps.ambient = ambient;

@@ -19,14 +19,16 @@ int last_capability() {
   return bits > 0 ? bits - 1 : CAP_LAST_CAP;
 }
 
-std::string cap_name(int cap) {
+}  // namespace
+
+std::string capability_name(int cap) {
   char* name = cap_to_name(cap);
   std::string out = name != nullptr ? name : std::to_string(cap);
   cap_free(name);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return std::toupper(c); });
   return out;
 }
-
-}  // namespace
 
 CapabilitySets CapabilitySets::all_of(const std::vector<int>& caps) {
   return CapabilitySets{caps, caps, caps, caps, caps};
@@ -56,7 +58,7 @@ Result<void> drop_bounding_set(const CapabilitySets& sets) {
   for (int c = 0; c <= last_capability(); ++c) {
     if (has(sets.bounding, c)) continue;
     if (cap_drop_bound(c) != 0 && errno != EINVAL) {
-      return last_errno().context("capabilities: drop from the bounding set", cap_name(c));
+      return last_errno().context("capabilities: drop from the bounding set", capability_name(c));
     }
   }
   return {};
@@ -86,7 +88,7 @@ Result<void> apply_capabilities(const CapabilitySets& sets) {
   }
   for (int c : sets.ambient) {
     if (cap_set_ambient(c, CAP_SET) != 0) {
-      return last_errno().context("capabilities: raise in the ambient set", cap_name(c));
+      return last_errno().context("capabilities: raise in the ambient set", capability_name(c));
     }
   }
   return {};

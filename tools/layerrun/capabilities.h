@@ -17,6 +17,9 @@ struct CapabilitySets {
 };
 
 // "CAP_NET_ADMIN", "net_admin" or "ALL" to numbers; an unknown name is an error naming it.
+// "CAP_SYS_ADMIN", as the OCI runtime spec and capabilities(7) spell it.
+std::string capability_name(int cap);
+
 Result<std::vector<int>> parse_capabilities(const std::vector<std::string>& names);
 
 // Drops from the bounding set what `sets` does not keep (needs CAP_SETPCAP, so before the

@@ -93,6 +93,20 @@ std::vector<Hierarchy> hierarchies() {
   return out;
 }
 
+// Whole words only: "cpu" is not in "cpuset io".
+bool has_word(const std::string& words, const std::string& word) {
+  std::istringstream in(words);
+  std::string w;
+  while (in >> w) {
+    if (w == word) return true;
+  }
+  return false;
+}
+
+bool has_word(const std::vector<std::string>& words, const std::string& word) {
+  return std::find(words.begin(), words.end(), word) != words.end();
+}
+
 Result<void> write_knob(const std::string& dir, const char* knob, const std::string& value) {
   const std::string path = dir + "/" + knob;
   return sys::write_text(path.c_str(), value).context(std::string("cgroup ") + knob, path);
@@ -151,7 +165,7 @@ Result<std::unique_ptr<Cgroup>> Cgroup::create(const Limits& limits, bool accoun
     }
     if (pick == nullptr) {
       if (controller == "cpuacct" && std::any_of(all.begin(), all.end(), [](const Hierarchy& h) {
-            return h.v2 && std::count(h.controllers.begin(), h.controllers.end(), "cpu");
+            return h.v2 && has_word(h.controllers, "cpu");
           })) {
         continue;
       }
@@ -160,7 +174,15 @@ Result<std::unique_ptr<Cgroup>> Cgroup::create(const Limits& limits, bool accoun
                                   ": no cgroup hierarchy here has the controller (needed for the "
                                   "limit asked for)");
     }
-    std::string parent = pick->mountpoint + (pick->cgroup == "/" ? "" : pick->cgroup);
+    // v1: a child of the caller's cgroup. v2: a sibling, because a v2 cgroup with processes
+    // in it cannot enable controllers for its children (the no-internal-processes rule); the
+    // caller's cgroup is only the parent when it is the root.
+    std::string at_cgroup = pick->cgroup;
+    if (pick->v2 && at_cgroup != "/") {
+      at_cgroup = at_cgroup.substr(0, at_cgroup.rfind('/'));
+      if (at_cgroup.empty()) at_cgroup = "/";
+    }
+    const std::string parent = pick->mountpoint + (at_cgroup == "/" ? "" : at_cgroup);
     const std::string dir = parent + "/" + name;
     if (std::any_of(cg->dirs_.begin(), cg->dirs_.end(),
                     [&](const Dir& d) { return d.path == dir; })) {
@@ -168,18 +190,22 @@ Result<std::unique_ptr<Cgroup>> Cgroup::create(const Limits& limits, bool accoun
       continue;
     }
     if (pick->v2) {
-      // Controllers are enabled top-down: every cgroup from the root to the caller's.
+      // Controllers are enabled top-down: every cgroup from the root to the new one's parent.
       std::string at = pick->mountpoint;
       std::vector<std::string> steps{at};
-      for (const std::string& part : split(pick->cgroup, '/')) {
+      for (const std::string& part : split(at_cgroup, '/')) {
         if (part.empty()) continue;
         at += "/" + part;
         steps.push_back(at);
       }
       for (const std::string& step : steps) {
         auto enabled = sys::read_text((step + "/cgroup.subtree_control").c_str());
-        if (enabled.ok() && enabled->find(controller) != std::string::npos) continue;
-        LAYERFS_TRY(write_knob(step, "cgroup.subtree_control", "+" + controller));
+        if (enabled.ok() && has_word(*enabled, controller)) continue;
+        if (auto r = write_knob(step, "cgroup.subtree_control", "+" + controller); !r.ok()) {
+          return failure(r.error(), r.err().message() +
+                                        " (cannot enable the controller there; --no-limits-ok "
+                                        "runs without the limits)");
+        }
       }
     }
     if (auto made = sys::make_dir_at(kCwd, dir.c_str(), 0755); !made.ok()) {

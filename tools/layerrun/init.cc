@@ -1,11 +1,13 @@
 #include "tools/layerrun/init.h"
 
 #include <signal.h>
+#include <sys/capability.h>
 #include <sys/wait.h>
 
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "layers/sys/container.h"
 
@@ -27,13 +29,24 @@ std::string env_path(const std::vector<std::string>& env) {
   return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 }
 
+void say_go_to(UniqueFd& fd) {
+  (void)sys::write_all(fd.get(), "1");
+  fd.reset();
+}
+
 // In the command's process: tells the init why it will not exec, and ends.
 [[noreturn]] void fail(BorrowedFd report, int code, const std::string& message) {
   (void)sys::write_all(report, std::to_string(code) + " " + message);
   _exit(code);
 }
 
-[[noreturn]] void start_command(const Spec& spec, const CapabilitySets& caps, BorrowedFd report) {
+[[noreturn]] void start_command(const Spec& spec, const CapabilitySets& caps, BorrowedFd report,
+                                UniqueFd go) {
+  // Not before pid 1 has given up its capabilities (see run_init).
+  char c;
+  auto said = sys::read_some(go.get(), &c, 1);
+  if (!said.ok() || *said != 1) _exit(kLauncherError);
+  go.reset();
   // The init's blocked signals and the monitor's ignored ones are not the command's.
   sigset_t all;
   sigfillset(&all);
@@ -89,8 +102,10 @@ int run_init(const Spec& spec, const CapabilitySets& caps) {
   const sigset_t set = init_signals();
   sigprocmask(SIG_BLOCK, &set, nullptr);
   auto report = sys::make_pipe();
-  if (!report.ok()) {
-    std::fprintf(stderr, "layerrun: pipe: %s\n", report.err().message().c_str());
+  auto go = sys::make_pipe();
+  if (!report.ok() || !go.ok()) {
+    std::fprintf(stderr, "layerrun: pipe: %s\n",
+                 (report.ok() ? go : report).err().message().c_str());
     return kLauncherError;
   }
   auto child = sys::fork_process();
@@ -100,10 +115,24 @@ int run_init(const Spec& spec, const CapabilitySets& caps) {
   }
   if (*child == 0) {
     report->read.reset();
-    start_command(spec, caps, report->write.get());
+    go->write.reset();
+    start_command(spec, caps, report->write.get(), std::move(go->read));
   }
   const pid_t command = *child;
   report->write.reset();
+  go->read.reset();
+  // pid 1 only waits and forwards signals (CAP_KILL, for a command of another uid), and is not
+  // dumpable: a command given CAP_SYS_PTRACE finds nothing in it to take over.
+  const CapabilitySets init_caps{{}, {CAP_KILL}, {CAP_KILL}, {}, {}};
+  Result<void> dropped = apply_capabilities(init_caps);
+  if (dropped.ok()) dropped = sys::set_dumpable(false);
+  if (!dropped.ok()) {
+    std::fprintf(stderr, "layerrun: init: %s\n", dropped.err().message().c_str());
+    (void)sys::send_signal(command, SIGKILL);
+    (void)sys::wait_child(command);
+    return kLauncherError;
+  }
+  say_go_to(go->write);
   // The report pipe closes on exec: an empty read means the command is running.
   std::string why;
   char buf[512];

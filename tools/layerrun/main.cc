@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "layers/base/log.h"
+#include "layers/sys/container.h"
 #include "layers/sys/fs.h"
 #include "layers/sys/process.h"
 #include "tools/layerrun/bundle.h"
@@ -86,6 +87,8 @@ Result<std::vector<MountSpec>> bind_mounts(const std::vector<std::string>& binds
 
 int main_impl(int argc, char** argv) {
   log::set_program("layerrun");
+  // Read first: a caller that dies during start-up is then still noticed.
+  const pid_t caller = sys::parent_id();
   // Everything after the first "--" is the command, untouched by the option parser.
   std::vector<std::string> command;
   int split = argc;
@@ -248,6 +251,7 @@ int main_impl(int argc, char** argv) {
   }
   // Rootless, a user namespace is what makes the caller root over the container's mounts.
   if (!sys::running_as_root() || userns) spec.user_ns = true;
+  spec.caller = caller;
   return launch(spec, caps);
 }
 

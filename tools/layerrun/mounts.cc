@@ -143,16 +143,21 @@ Result<void> bind_here(BorrowedFd root, const std::string& source, const UniqueF
 Result<void> mount_one(BorrowedFd root, const MountSpec& m) {
   const Parsed p = parse_options(m);
   bool file = false;
+  UniqueFd source_fd;
   if (p.bind) {
-    auto st = sys::stat_at(kCwd, m.source.c_str());
+    // Resolved once, following links as mount(2) does: the source cannot change between the
+    // check and the mount.
+    auto opened = sys::open_at(kCwd, m.source.c_str(), O_PATH | O_CLOEXEC);
+    if (!opened.ok()) return opened.err().context("bind source", m.source);
+    source_fd = std::move(*opened);
+    auto st = sys::stat_fd(source_fd.get());
     if (!st.ok()) return st.err().context("bind source", m.source);
     file = !S_ISDIR(st->st_mode);
   }
   auto at = mount_point(root, m.destination, file);
   if (!at.ok()) return at.err().context("mount point", m.destination);
   if (p.bind) {
-    // Resolved once: the source cannot change between the check and the mount.
-    LAYERFS_TRY(bind_here(root, m.source, *at, p, m.destination));
+    LAYERFS_TRY(bind_here(root, fd_path(source_fd), *at, p, m.destination));
   } else {
     Parsed q = p;
     std::string source = m.source.empty() ? m.type : m.source;
@@ -168,6 +173,11 @@ Result<void> mount_one(BorrowedFd root, const MountSpec& m) {
       made = sys::mount_at(source.c_str(), fd_path(*at).c_str(), m.type.c_str(), q.flags,
                            q.data.c_str());
     }
+    if (!made.ok() && m.type == "cgroup") {
+      // Mounting every v1 controller again is refused where they are mounted already: the
+      // container's own cgroup namespace as cgroup2 then, before any bind of the host's.
+      made = sys::mount_at("cgroup2", fd_path(*at).c_str(), "cgroup2", q.flags, nullptr);
+    }
     if (!made.ok() && (m.type == "sysfs" || m.type == "cgroup" || m.type == "cgroup2") &&
         (made.error() == EPERM || made.error() == EACCES || made.error() == EBUSY)) {
       // A sysfs instance belongs to a network namespace this user namespace may not own (the
@@ -177,9 +187,6 @@ Result<void> mount_one(BorrowedFd root, const MountSpec& m) {
       b.attrs |= MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
       const std::string host = m.type == "sysfs" ? "/sys" : "/sys/fs/cgroup";
       return bind_here(root, host, *at, b, m.destination);
-    }
-    if (!made.ok() && m.type == "cgroup") {
-      made = sys::mount_at("cgroup2", fd_path(*at).c_str(), "cgroup2", q.flags, nullptr);
     }
     if (!made.ok()) return made.err().context("mount " + m.type + " on", m.destination);
   }

@@ -68,8 +68,8 @@ struct Pipes {
                                  const std::string& staging, Pipes& pipes, sys::Pipe& root_ready) {
   // The monitor's death (and with it the root's daemon) ends the container.
   (void)sys::set_parent_death_signal(SIGKILL);
-  // The monitor ignores the forwarded signals; the init waits for them.
-  for (int s : kForwarded) signal(s, SIG_DFL);
+  // The forwarded signals stay blocked from layerrun's start: one sent now waits for the
+  // init's sigwaitinfo.
   pipes.to_init.write.reset();
   pipes.from_monitor.write.reset();
   root_ready.write.reset();
@@ -85,6 +85,8 @@ struct Pipes {
   // Signals from the caller's terminal go to layerrun, which forwards them once.
   (void)sys::new_session();
   if (auto r = enter_root(spec, staging + "/root"); !r.ok()) die(r.err());
+  // Nothing the caller passed in stays open in pid 1 (the command closes its own too).
+  sys::close_fds_from(3);
   if (spec.uts_ns && !spec.hostname.empty()) {
     if (auto r = sys::set_hostname(spec.hostname); !r.ok()) {
       die(r.err().context("sethostname", spec.hostname));
@@ -106,8 +108,6 @@ struct Pipes {
   pipes.from_monitor.read.reset();
   if (!wait_for(pipes.to_monitor.read)) _exit(kLauncherError);
   pipes.to_monitor.read.reset();
-  // Ctrl-C reaches layerrun, which forwards it to the init: the monitor outlives the command.
-  for (int s : kForwarded) signal(s, SIG_IGN);
 
   if (auto r = prepare_staging(staging); !r.ok()) die(r.err());
   auto root_ready = sys::make_pipe();
@@ -119,6 +119,9 @@ struct Pipes {
   auto init = sys::clone_process(flags);
   if (!init.ok()) die(init.err().context("clone the container's namespaces"));
   if (*init == 0) container_main(spec, caps, staging, pipes, *root_ready);
+  // Ctrl-C reaches layerrun, which forwards it to the init: the monitor outlives the command.
+  // Ignored only now, after the clone, so that the init does not inherit SIG_IGN.
+  for (int s : kForwarded) signal(s, SIG_IGN);
   root_ready->read.reset();
   pipes.to_init.read.reset();
   (void)sys::write_all(pipes.from_monitor.write.get(), std::to_string(*init) + "\n");
@@ -156,6 +159,18 @@ std::string staging_dir() {
 }  // namespace
 
 int launch(const Spec& spec, const CapabilitySets& caps) {
+  // A signal that arrives during the set-up waits until the init is known, and then goes to
+  // it; it neither is lost nor ends layerrun before the cgroup and staging dir are removed.
+  sigset_t forwarded;
+  sigemptyset(&forwarded);
+  for (int s : kForwarded) sigaddset(&forwarded, s);
+  sigprocmask(SIG_BLOCK, &forwarded, nullptr);
+  struct sigaction sa {};
+  sa.sa_handler = forward;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  for (int s : kForwarded) sigaction(s, &sa, nullptr);
+
   std::unique_ptr<Cgroup> cgroup;
   if (spec.limits.any() || !spec.stats_file.empty()) {
     auto made = Cgroup::create(spec.limits, !spec.stats_file.empty(),
@@ -213,14 +228,9 @@ int launch(const Spec& spec, const CapabilitySets& caps) {
   if (spec.user_ns) {
     if (auto r = write_id_maps(*monitor, spec); !r.ok()) return give_up(r.err());
   }
-  struct sigaction sa {};
-  sa.sa_handler = forward;
-  sa.sa_flags = SA_RESTART;
-  sigemptyset(&sa.sa_mask);
-  for (int s : kForwarded) sigaction(s, &sa, nullptr);
   if (spec.die_with_parent) {
     // A signal of its own, so that layerrun still removes the cgroup and reports.
-    const pid_t caller = sys::parent_id();
+    const pid_t caller = spec.caller;
     struct sigaction end {};
     end.sa_handler = end_container;
     end.sa_flags = SA_RESTART;
@@ -252,6 +262,8 @@ int launch(const Spec& spec, const CapabilitySets& caps) {
     say_go(pipes.to_init.write);
   }
   pipes.to_init.write.reset();
+  // Any signal that came during the set-up is forwarded now.
+  sigprocmask(SIG_UNBLOCK, &forwarded, nullptr);
 
   auto ended = sys::wait_child(*monitor);
   g_init = 0;

@@ -76,6 +76,7 @@ struct Spec {
   bool no_new_privileges = true;
   std::vector<Rlimit> rlimits;
   bool die_with_parent = false;
+  pid_t caller = 0;  // layerrun's parent when it started, for --die-with-parent
 
   Limits limits;
   bool no_limits_ok = false;
