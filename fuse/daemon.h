@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "fuse/inode_table.h"
+#include "fuse/passthrough.h"
+#include "fuse/requests.h"
 #include "layers/attributes.h"
 #include "layers/idmap.h"
 #include "layers/layer_stack.h"
@@ -120,6 +122,8 @@ struct Daemon {
   // applies it or the directory's default ACL to new objects.
   bool acl = false;
   fuse_session* session = nullptr;  // for notifications to the kernel; set before serving
+  Passthrough passthrough;          // set up before serving
+  Requests requests;                // counted by the session's device io
 
   static Daemon& of(fuse_req_t req) { return *static_cast<Daemon*>(fuse_req_userdata(req)); }
   Inode& inode(fuse_ino_t id) { return table->from_id(id); }

@@ -34,6 +34,10 @@ struct FileHandle : Handle {
   UniqueFd fd;
   uint32_t layer;
   std::vector<UniqueFd> retired;
+  Passthrough::Io io = Passthrough::Io::kUncounted;
 };
+
+// Ends an open: its passthrough use, then the handle.
+void release_handle(Daemon& d, FileHandle* h);
 
 }  // namespace layerfs

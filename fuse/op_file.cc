@@ -44,6 +44,11 @@ BorrowedFd FileHandle::current_fd() {
   return fd.get();
 }
 
+void release_handle(Daemon& d, FileHandle* h) {
+  d.passthrough.close(*h->inode, h->io);
+  d.handles.drop(h);
+}
+
 namespace {
 
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -72,13 +77,22 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     auto up = tree::copy_up(d, inode, (fi->flags & O_TRUNC) != 0);
     if (!up.ok()) return (void)fuse_reply_err(req, up.error());
   }
+  const uint32_t layer = inode.layer();
   auto fd = inode.open(fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY));
   if (!fd.ok()) return (void)fuse_reply_err(req, fd.error());
-  auto* h = d.handles.track(new FileHandle(inode.shared_from_this(), std::move(*fd), inode.layer(),
+  // Passed through where the handle can never move: a read-only mount, or a file that was in
+  // the upper before the open and after it.
+  const bool fixed = !d.writable() || (layer == 0 && inode.layer() == 0);
+  auto* h = d.handles.track(new FileHandle(inode.shared_from_this(), std::move(*fd), layer,
                                            d.writable(), (fi->flags & O_DIRECT) != 0));
   fi->fh = reinterpret_cast<uint64_t>(h);
+  const int32_t backing = d.passthrough.open(inode, h->fd.get(), fixed, &h->io);
+  if (backing > 0) {
+    if (Passthrough::reply_open(req, fi->fh, backing) != 0) release_handle(d, h);
+    return;
+  }
   fi->keep_cache = d.config.cache.keep_page_cache;
-  if (fuse_reply_open(req, fi) != 0) d.handles.drop(h);
+  if (fuse_reply_open(req, fi) != 0) release_handle(d, h);
 }
 
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
@@ -124,7 +138,7 @@ void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_f
 }
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  Daemon::of(req).handles.drop(FileHandle::of(fi));
+  release_handle(Daemon::of(req), FileHandle::of(fi));
   fuse_reply_err(req, 0);
 }
 

@@ -156,9 +156,13 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   auto* h = d.handles.track(
       new FileHandle(live, std::move(r->fd), 0, false, (fi->flags & O_DIRECT) != 0));
   fi->fh = reinterpret_cast<uint64_t>(h);
-  fi->keep_cache = d.config.cache.keep_page_cache;
-  if (fuse_reply_create(req, &e, fi) != 0) {
-    d.handles.drop(h);
+  // A new file is in the upper for good: passed through.
+  const int32_t backing = d.passthrough.open(*live, h->fd.get(), true, &h->io);
+  fi->keep_cache = d.config.cache.keep_page_cache && backing == 0;
+  const int sent = backing > 0 ? Passthrough::reply_create(req, e, fi->fh, backing)
+                               : fuse_reply_create(req, &e, fi);
+  if (sent != 0) {
+    release_handle(d, h);
     d.table->forget(e.ino, 1);
   }
 }

@@ -145,6 +145,8 @@ constexpr OptionRow kOptions[] = {
      }},
     {"fsync", Form::kValue,
      [](Options& o, const std::string& raw) { return set_switch(&o.fsync, raw); }},
+    {"passthrough", Form::kValue,
+     [](Options& o, const std::string& raw) { return set_switch(&o.passthrough, raw); }},
     {"volatile", Form::kFlag, set_flag<&Options::fsync, false>},  // fsync=0
     {"uidmapping", Form::kValue,
      [](Options& o, const std::string& raw) { return set_idmap(&o.uid_map, raw); }},

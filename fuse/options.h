@@ -56,6 +56,8 @@ struct Options {
   std::string redirect_dir = "off";
   bool device_whiteouts = true;  // FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT set: ".wh." files
   int max_threads = 0;           // 0: libfuse's default
+  // FUSE passthrough where the kernel and the daemon's privileges allow it (passthrough=0: no).
+  bool passthrough = true;
 
   bool allow_other_set = false;        // allow_other given explicitly
   std::vector<std::string> fuse_opts;  // passed on to libfuse / the kernel mount

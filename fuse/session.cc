@@ -212,6 +212,14 @@ Result<void> Session::mount() {
                    joined.c_str());
   }
   mounted_ = true;
+  // The device traffic goes through the daemon's own io: it counts requests and asks for
+  // passthrough at FUSE_INIT, which only a daemon that may register backing files does (the
+  // mount's stack depth grows with it).
+  const int dev = fuse_session_fd(se_);
+  if (fuse_session_custom_io(se_, &Passthrough::kDeviceIo, dev) == 0) {
+    daemon_->passthrough.set_device(BorrowedFd(dev));
+    daemon_->passthrough.want(opts_.passthrough && sys::admin_of_initial_user_namespace());
+  }
   return {};
 }
 

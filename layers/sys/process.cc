@@ -8,8 +8,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <string>
 
 #include "layers/sys/fs.h"
 
@@ -24,6 +27,23 @@ unsigned terminal_columns(int fd) {
 pid_t process_id() { return ::getpid(); }
 
 bool running_as_root() { return ::geteuid() == 0; }
+
+bool admin_of_initial_user_namespace() {
+  std::ifstream map("/proc/self/uid_map");
+  uint64_t inside = 1, outside = 1, count = 0;
+  if (!(map >> inside >> outside >> count) || inside != 0 || outside != 0 ||
+      count != 4294967295ULL) {
+    return false;
+  }
+  std::ifstream status("/proc/self/status");
+  constexpr int kSysAdmin = 21;  // CAP_SYS_ADMIN
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("CapEff:", 0) != 0) continue;
+    const uint64_t caps = std::strtoull(line.c_str() + 7, nullptr, 16);
+    return (caps >> kSysAdmin) & 1;
+  }
+  return false;
+}
 
 mode_t set_umask(mode_t mask) { return ::umask(mask); }
 

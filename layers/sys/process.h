@@ -14,6 +14,9 @@ namespace layerfs::sys {
 
 // Whether the process runs with effective uid 0.
 bool running_as_root();
+// CAP_SYS_ADMIN in the effective set, in the initial user namespace: what the kernel asks of
+// a FUSE daemon for passthrough and of whoever mounts without a user namespace.
+bool admin_of_initial_user_namespace();
 // The process's pid.
 pid_t process_id();
 // Sets the umask; returns the previous one.

@@ -114,6 +114,21 @@ TEST_F(Rootless, AnOrdinaryUserMountsWritesAndUnmountsThroughFusermount3) {
   EXPECT_TRUE(fs::is_empty(t_ / "work/work"));
 }
 
+// Passthrough needs CAP_SYS_ADMIN in the initial user namespace: an ordinary user's daemon
+// serves every read and write itself, and nothing fails for it.
+TEST_F(Rootless, AnOrdinaryUsersDaemonServesEveryReadItself) {
+  LayerfsMount m({t_ / "top", t_ / "base"}, t_ / "mnt", {"-o", opts()}, as_user());
+  ASSERT_TRUE(m.ok()) << m.error();
+  RunResult r = user_sh(
+      "cd \"$0/mnt\" && cat f && echo new > new && cat new && "
+      "getfattr --only-values -n user.layerfs.requests .");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.substr(0, 10), "base fnew\n") << r.out;
+  EXPECT_NE(r.out.find("\nREAD "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\nWRITE "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("passthrough-opens 0\n"), std::string::npos) << r.out;
+}
+
 // As kernel overlayfs with userxattr: an unprivileged daemon neither writes nor follows
 // redirects, and refuses to be told to; a renamed directory's tree is copied instead.
 TEST_F(Rootless, RedirectsNeedTrustedXattrs) {
