@@ -204,6 +204,7 @@ Result<void> Session::mount() {
   // New objects get exactly the mode computed for them (the kernel applied the caller's umask,
   // or, with ACLs, the daemon does).
   sys::set_umask(0);
+  if (daemon_->upper) daemon_->upper->creates_under_zero_umask();
   const std::string& joined = fuse_argv_[2];
   if (fuse_session_mount(se_, mountpoint_.c_str()) != 0) {
     // libfuse has printed the kernel's or fusermount3's reason.

@@ -166,6 +166,16 @@ Result<std::unique_ptr<Upper>> Upper::open(const std::string& upper_path,
   return up;
 }
 
+void Upper::creates_under_zero_umask() {
+  auto st = sys::stat_fd(work_.get());
+  if (!st.ok() || (st->st_mode & S_ISGID)) return;
+  auto acl = sys::get_xattr(work_.get(), acl::kDefault, nullptr, 0);
+  if (acl.ok() || (acl.error() != ENODATA && acl.error() != EOPNOTSUPP)) return;
+  creator_uid_ = sys::effective_uid();
+  creator_gid_ = sys::effective_gid();
+  exact_creates_ = true;
+}
+
 Result<std::unique_ptr<Upper>> Upper::open_target(const std::string& dir_path,
                                                   bool device_whiteouts) {
   auto up = std::make_unique<Upper>();
@@ -372,27 +382,36 @@ Result<Upper::Made> Upper::create(BorrowedFd dir_fd, const char* name, const New
     discard(temp);
     return err;
   };
-  if (!e.keep_owner) {
+  if (!e.keep_owner && !(exact_creates_ && e.uid == creator_uid_ && e.gid == creator_gid_)) {
     // Without CAP_CHOWN the object stays the writer's (the rootless case).
     auto owned = sys::chown_at(work, temp.c_str(), e.uid, e.gid);
     if (!owned.ok() && owned.error() != EPERM) return fail(owned.err());
   }
-  auto pfd = sys::open_path(work, temp.c_str());
-  if (!pfd.ok()) return fail(pfd.err());
-  if (e.kind != NewEntry::Kind::kSymlink) {
-    // After chown, which clears set-id bits; the process's umask is 0.
-    if (auto m = sys::chmod_fd(pfd->get(), e.mode); !m.ok()) return fail(m.err());
-  }
-  for (auto [xattr, value] :
-       {std::pair{e.override_xattr.c_str(), &e.override_value},
-        std::pair{acl::kAccess, &e.access_acl}, std::pair{acl::kDefault, &e.default_acl}}) {
-    if (value->empty() || *xattr == '\0') continue;
-    auto set = sys::set_xattr(pfd->get(), xattr, *value);
-    if (!set.ok()) return fail(set.err());
-  }
-  if (e.kind == NewEntry::Kind::kDir && marker != Marker::kNone) {
-    auto o = mark_opaque(pfd->get());
-    if (!o.ok()) return fail(o.err());
+  // Set-id and sticky bits are set by chmod only (a chown clears set-id bits, a create may).
+  const bool moded =
+      e.kind == NewEntry::Kind::kSymlink ||
+      (exact_creates_ && e.mode == e.create_mode && (e.mode & (S_ISUID | S_ISGID | S_ISVTX)) == 0);
+  const bool xattrs = !e.override_value.empty() || !e.access_acl.empty() ||
+                      !e.default_acl.empty() ||
+                      (e.kind == NewEntry::Kind::kDir && marker != Marker::kNone);
+  if (!moded || xattrs) {
+    auto pfd = sys::open_path(work, temp.c_str());
+    if (!pfd.ok()) return fail(pfd.err());
+    if (!moded) {
+      // After chown, which clears set-id bits; the process's umask is 0.
+      if (auto m = sys::chmod_fd(pfd->get(), e.mode); !m.ok()) return fail(m.err());
+    }
+    for (auto [xattr, value] :
+         {std::pair{e.override_xattr.c_str(), &e.override_value},
+          std::pair{acl::kAccess, &e.access_acl}, std::pair{acl::kDefault, &e.default_acl}}) {
+      if (value->empty() || *xattr == '\0') continue;
+      auto set = sys::set_xattr(pfd->get(), xattr, *value);
+      if (!set.ok()) return fail(set.err());
+    }
+    if (e.kind == NewEntry::Kind::kDir && marker != Marker::kNone) {
+      auto o = mark_opaque(pfd->get());
+      if (!o.ok()) return fail(o.err());
+    }
   }
   auto in = install(temp, dir_fd, name, marker == Marker::kDevice);
   if (!in.ok()) return fail(in.err());

@@ -113,6 +113,11 @@ class Upper {
     UniqueFd fd;
   };
   Result<Made> create(BorrowedFd dir_fd, const char* name, const NewEntry& e);
+  // The process's umask is 0 from now on (the daemon sets it so before mounting). Where the work
+  // dir is neither set-group-id nor carries a default ACL, an entry made there then has exactly
+  // the daemon's owner and its create mode, and create() skips the chown and the chmod that
+  // would give it what it already has.
+  void creates_under_zero_umask();
   // Removes `name` from the upper directory dir_fd: a whiteout where `lower_shows` (a lower
   // layer still has the name) or where the object is not in the upper at all (`in_upper`
   // false), else the entry itself. A directory is swapped with its whiteout and removed in the
@@ -156,7 +161,11 @@ class Upper {
   std::string prefix_;
   bool device_whiteouts_ = true;
   bool made_work_ = false;  // open() created workdir/work
-  std::string staging_;     // open_target(): the staging directory's name in the target
+  // creates_under_zero_umask(): new entries get the daemon's ids and their create mode.
+  bool exact_creates_ = false;
+  uid_t creator_uid_ = 0;
+  gid_t creator_gid_ = 0;
+  std::string staging_;  // open_target(): the staging directory's name in the target
   std::atomic<uint64_t> counter_{0};
 };
 

@@ -28,6 +28,10 @@ pid_t process_id() { return ::getpid(); }
 
 bool running_as_root() { return ::geteuid() == 0; }
 
+uid_t effective_uid() { return ::geteuid(); }
+
+gid_t effective_gid() { return ::getegid(); }
+
 bool admin_of_initial_user_namespace() {
   std::ifstream map("/proc/self/uid_map");
   uint64_t inside = 1, outside = 1, count = 0;

@@ -14,6 +14,9 @@ namespace layerfs::sys {
 
 // Whether the process runs with effective uid 0.
 bool running_as_root();
+// geteuid(2), getegid(2).
+uid_t effective_uid();
+gid_t effective_gid();
 // CAP_SYS_ADMIN in the effective set, in the initial user namespace: what the kernel asks of
 // a FUSE daemon for passthrough and of whoever mounts without a user namespace.
 bool admin_of_initial_user_namespace();

@@ -72,6 +72,42 @@ TEST_F(Upper, AppendToASparseGigabyteCopiesItUpSparse) {
   EXPECT_TRUE(work_is_empty());
 }
 
+// New objects are built in the work dir: whatever it would pass on (a default ACL, a
+// set-group-id bit) must not reach them; they get the caller's owner and the mode asked for.
+TEST_F(Upper, NewObjectsGetTheAskedModeWhateverTheWorkDirWouldPassOn) {
+  if (geteuid() != 0) GTEST_SKIP() << "a work dir of another group needs root";
+  for (bool inherits : {false, true}) {
+    SCOPED_TRACE(inherits ? "work dir with a default ACL and set-group-id" : "plain work dir");
+    fs::remove_all(t_ / "upper");
+    fs::remove_all(t_ / "work");
+    make_dir(t_ / "upper");
+    make_dir(t_ / "work/work");
+    if (inherits) {
+      ASSERT_EQ(
+          run({"setfacl", "-d", "-m", "u::rwx,g::---,o::---", (t_ / "work/work").string()}).status,
+          0);
+      ASSERT_EQ(chown((t_ / "work/work").c_str(), 0, 4242), 0);
+      ASSERT_EQ(chmod((t_ / "work/work").c_str(), 02755), 0);
+    }
+    auto m = mount({"-o", "noacl"});
+    ASSERT_TRUE(m->ok());
+    RunResult r = run({"sh", "-c",
+                       "umask 022 && cd \"$0\" && echo x > f && mkdir d && mkfifo p && "
+                       "(umask 0 && mkdir -m 1777 s && echo y > g && chmod 4755 g)",
+                       (t_ / "mnt").string()});
+    ASSERT_EQ(r.status, 0) << r.err;
+    m.reset();
+    for (auto [name, mode] : {std::pair{"f", 0644u}, std::pair{"d", 0755u}, std::pair{"p", 0644u},
+                              std::pair{"s", 01777u}, std::pair{"g", 04755u}}) {
+      struct stat st = lstat_of(upper(name));
+      EXPECT_EQ(st.st_mode & 07777, mode) << name;
+      EXPECT_EQ(st.st_uid, 0u) << name;
+      EXPECT_EQ(st.st_gid, 0u) << name;
+      EXPECT_EQ(xattr_of(upper(name), "system.posix_acl_access"), "") << name;
+    }
+  }
+}
+
 TEST_F(Upper, OpenForWriteWithoutWritingCopiesUp) {
   write_file(t_ / "lower/f", "lower data", 0640);
   auto m = mount();
