@@ -46,10 +46,7 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) 
   }
   if (ino == FUSE_ROOT_ID && std::string_view(name) == kRequestsXattr) {
     Daemon& d = Daemon::of(req);
-    return reply_sized(
-        req,
-        d.requests.report() + "passthrough-opens " + std::to_string(d.passthrough.opens()) + "\n",
-        size);
+    return reply_sized(req, d.requests.report(d.passthrough.opens()), size);
   }
   if (is_acl(name) && !Daemon::of(req).acl) return (void)fuse_reply_err(req, EOPNOTSUPP);
   if (hidden_from(req, name)) return (void)fuse_reply_err(req, ENODATA);

@@ -15,12 +15,12 @@ namespace {
 
 namespace abi = sys::fuse_abi;
 
-Passthrough& of(void* userdata) { return static_cast<Daemon*>(userdata)->passthrough; }
+Daemon& daemon_of(void* userdata) { return *static_cast<Daemon*>(userdata); }
 
 ssize_t io_read(int fd, void* buf, size_t len, void* userdata) {
   const ssize_t n = sys::read_dev(BorrowedFd(fd), buf, len);
   if (n >= static_cast<ssize_t>(sizeof(abi::InHeader))) {
-    Daemon& d = *static_cast<Daemon*>(userdata);
+    Daemon& d = daemon_of(userdata);
     abi::InHeader in;
     std::memcpy(&in, buf, sizeof in);
     d.requests.saw(in.opcode);
@@ -30,7 +30,7 @@ ssize_t io_read(int fd, void* buf, size_t len, void* userdata) {
 }
 
 ssize_t io_writev(int fd, struct iovec* iov, int count, void* userdata) {
-  of(userdata).before_reply(iov, count);
+  daemon_of(userdata).passthrough.before_reply(iov, count);
   return sys::writev_dev(BorrowedFd(fd), iov, count);
 }
 

@@ -24,7 +24,7 @@ constexpr std::string_view kNames[] = {
 
 }  // namespace
 
-std::string Requests::report() const {
+std::string Requests::report(uint64_t passthrough_opens) const {
   std::string out;
   for (uint32_t op = 0; op < kOpcodes; ++op) {
     const uint64_t n = counts_[op].load(std::memory_order_relaxed);
@@ -34,7 +34,7 @@ std::string Requests::report() const {
                            : "OPCODE_" + std::to_string(op);
     out += name + " " + std::to_string(n) + "\n";
   }
-  return out;
+  return out + "passthrough-opens " + std::to_string(passthrough_opens) + "\n";
 }
 
 }  // namespace layerfs

@@ -18,7 +18,8 @@ class Requests {
   void saw(uint32_t opcode) {
     counts_[opcode < kOpcodes ? opcode : 0].fetch_add(1, std::memory_order_relaxed);
   }
-  std::string report() const;
+  // The answer: the counts, then "passthrough-opens N".
+  std::string report(uint64_t passthrough_opens) const;
 
  private:
   static constexpr uint32_t kOpcodes = 64;  // FUSE's are below; 0 counts the others
