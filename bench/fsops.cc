@@ -11,9 +11,11 @@
 //   append FILE                  append one byte
 //   open-rdwr FILE               open O_RDWR and close, writing nothing
 //   randread FILE OPS SEED       OPS 4 KiB reads at random aligned offsets
+//   mmapread FILE                map FILE shared, read-only, and read a byte of every 4 KiB page
 // It prints the count of objects it handled; any failure is one line on stderr and exit 1.
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -169,6 +171,20 @@ int main(int argc, char** argv) {
     }
     close(fd);
     count = ops;
+  } else if (cmd == "mmapread") {
+    int fd = open(path.c_str(), O_RDONLY);
+    if (fd < 0) die(path);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_size == 0) die(path + " (empty or no size)");
+    const size_t size = static_cast<size_t>(st.st_size);
+    void* map = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) die(path + " (mmap)");
+    const volatile unsigned char* bytes = static_cast<const unsigned char*>(map);
+    unsigned sum = 0;
+    for (size_t at = 0; at < size; at += 4096) sum += bytes[at];
+    munmap(map, size);
+    close(fd);
+    count = static_cast<long>((size + 4095) / 4096) + static_cast<long>(sum & 0);
   } else {
     fprintf(stderr, "fsops: unknown command or wrong arguments: %s\n", cmd.c_str());
     return 2;

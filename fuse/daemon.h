@@ -145,6 +145,9 @@ struct Daemon {
   // copy-up grows the parent directory in the upper, may give the object a new inode number).
   // Attributes only: this takes no inode lock in the kernel, so it is safe inside a request.
   void attributes_changed(const Inode& inode);
+  // Gives the file `inode` shows a new node id: `inode` leaves the table, pinned to the object
+  // it shows, and the next lookup of its name makes a new inode (see fuse/passthrough.h).
+  void supersede(Inode& inode);
   // A directory's upper copy was removed: the fd cache must not give its identity, which the
   // filesystem may reuse, to a new directory.
   void forget_upper_copy(const Inode& dir) {

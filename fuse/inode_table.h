@@ -130,6 +130,10 @@ class Inode : public std::enable_shared_from_this<Inode> {
   bool is_dir() const { return S_ISDIR(type_); }
   uint64_t st_ino() const { return st_ino_.load(std::memory_order_relaxed); }
   void set_st_ino(uint64_t v) { st_ino_.store(v, std::memory_order_relaxed); }
+  // A newer inode shows the object to new opens (Daemon::supersede); this one serves only the
+  // handles opened before.
+  bool superseded() const { return superseded_.load(std::memory_order_acquire); }
+  void set_superseded() { superseded_.store(true, std::memory_order_release); }
 
   // Where directories' copies get their fds (one per daemon, set before the first request).
   static DirFds* dir_fds;
@@ -222,6 +226,7 @@ class Inode : public std::enable_shared_from_this<Inode> {
   friend class InodeTable;
   const InodeKey key_;
   const mode_t type_;
+  std::atomic<bool> superseded_{false};
   std::atomic<uint64_t> st_ino_;
 
   mutable TinyMutex mu_;

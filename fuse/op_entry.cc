@@ -44,6 +44,13 @@ void Daemon::attributes_changed(const Inode& inode) {
   if (session != nullptr) fuse_lowlevel_notify_inval_inode(session, table->id_of(inode), -1, 0);
 }
 
+void Daemon::supersede(Inode& inode) {
+  // Pinned first: the name may go or change while the old node id lives.
+  if (auto fd = inode.path_fd(); fd.ok()) inode.pin(std::move(*fd));
+  inode.set_superseded();
+  table->unhash(inode);
+}
+
 namespace {
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {

@@ -2,8 +2,9 @@
 // readlink. Reads reply from the real file's fd so libfuse can splice; writes go from the
 // request buffer to the fd, spliced where libfuse can.
 //
-// A handle opened read-only on a lower file keeps working after another handle copies the
-// file up: on its next read it moves to the upper copy, so it never reads stale data.
+// A handle opened read-only on a lower file, served by the daemon, keeps working after another
+// handle copies the file up: on its next read it moves to the upper copy, so it never reads
+// stale data. Passed through, it keeps its lower file (fuse/passthrough.h).
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -70,6 +71,8 @@ bool wants_write(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags &
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Daemon& d = Daemon::of(req);
   Inode& inode = d.inode(ino);
+  // Reached by a name the kernel had cached: the walk again finds the newer inode.
+  if (inode.superseded()) return (void)fuse_reply_err(req, ESTALE);
   if (wants_write(fi->flags)) {
     if (!d.writable()) return (void)fuse_reply_err(req, EROFS);
     // O_TRUNC reaches the daemon (atomic_o_trunc): the copy-up then copies no data, as in
@@ -80,13 +83,21 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   const uint32_t layer = inode.layer();
   auto fd = inode.open(fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY));
   if (!fd.ok()) return (void)fuse_reply_err(req, fd.error());
-  // Passed through where the handle can never move: a read-only mount, or a file that was in
-  // the upper before the open and after it.
+  // The file cannot change under the handle on a read-only mount, or when it was in the upper
+  // before the open and after it.
   const bool fixed = !d.writable() || (layer == 0 && inode.layer() == 0);
   auto* h = d.handles.track(new FileHandle(inode.shared_from_this(), std::move(*fd), layer,
                                            d.writable(), (fi->flags & O_DIRECT) != 0));
   fi->fh = reinterpret_cast<uint64_t>(h);
-  const int32_t backing = d.passthrough.open(inode, h->fd.get(), fixed, &h->io);
+  const int32_t backing = d.passthrough.open(
+      inode, h->fd.get(), fixed ? Passthrough::File::kFixed : Passthrough::File::kLower,
+      wants_write(fi->flags), &h->io);
+  if (backing == Passthrough::kStale) {
+    // The kernel walks the path again and finds the new node id (fuse/passthrough.h).
+    release_handle(d, h);
+    d.supersede(inode);
+    return (void)fuse_reply_err(req, ESTALE);
+  }
   if (backing > 0) {
     if (Passthrough::reply_open(req, fi->fh, backing) != 0) release_handle(d, h);
     return;

@@ -157,7 +157,8 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
       new FileHandle(live, std::move(r->fd), 0, false, (fi->flags & O_DIRECT) != 0));
   fi->fh = reinterpret_cast<uint64_t>(h);
   // A new file is in the upper for good: passed through.
-  const int32_t backing = d.passthrough.open(*live, h->fd.get(), true, &h->io);
+  const int32_t backing =
+      d.passthrough.open(*live, h->fd.get(), Passthrough::File::kFixed, true, &h->io);
   fi->keep_cache = d.config.cache.keep_page_cache && backing == 0;
   const int sent = backing > 0 ? Passthrough::reply_create(req, e, fi->fh, backing)
                                : fuse_reply_create(req, &e, fi);
@@ -477,6 +478,8 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
   if (!up.ok()) return (void)fuse_reply_err(req, up.error());
   auto r = apply_setattr(d, inode, *attr, to_set, fi);
   if (!r.ok()) return (void)fuse_reply_err(req, r.error());
+  // Truncated under handles that read its lower file: later opens must see a new node id.
+  if ((to_set & FUSE_SET_ATTR_SIZE) && d.passthrough.changed(inode)) d.supersede(inode);
   auto st = inode.stat();
   if (!st.ok() && fi != nullptr) st = sys::stat_fd(FileHandle::of(fi)->current_fd());
   if (!st.ok()) return (void)fuse_reply_err(req, st.error());

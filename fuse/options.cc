@@ -146,7 +146,17 @@ constexpr OptionRow kOptions[] = {
     {"fsync", Form::kValue,
      [](Options& o, const std::string& raw) { return set_switch(&o.fsync, raw); }},
     {"passthrough", Form::kValue,
-     [](Options& o, const std::string& raw) { return set_switch(&o.passthrough, raw); }},
+     [](Options& o, const std::string& raw) -> Result<void> {
+       const std::string v = unescape(raw);
+       if (v == "safe") {
+         o.passthrough = Options::PassthroughMode::kSafe;
+         return {};
+       }
+       auto on = parse_switch(v);
+       if (!on) return not_a(raw, "0, 1 or safe");
+       o.passthrough = *on ? Options::PassthroughMode::kAll : Options::PassthroughMode::kOff;
+       return {};
+     }},
     {"volatile", Form::kFlag, set_flag<&Options::fsync, false>},  // fsync=0
     {"uidmapping", Form::kValue,
      [](Options& o, const std::string& raw) { return set_idmap(&o.uid_map, raw); }},

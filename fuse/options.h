@@ -6,6 +6,7 @@
 // Unknown options produce a warning and are otherwise ignored, as fuse-overlayfs does.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -56,8 +57,11 @@ struct Options {
   std::string redirect_dir = "off";
   bool device_whiteouts = true;  // FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT set: ".wh." files
   int max_threads = 0;           // 0: libfuse's default
-  // FUSE passthrough where the kernel and the daemon's privileges allow it (passthrough=0: no).
-  bool passthrough = true;
+  // FUSE passthrough where the kernel and the daemon's privileges allow it: kAll (passthrough=1,
+  // the default) for every open, kSafe (passthrough=safe) only for opens whose file cannot change
+  // under the handle, kOff (passthrough=0) for none. See fuse/passthrough.h.
+  enum class PassthroughMode : uint8_t { kOff, kSafe, kAll };
+  PassthroughMode passthrough = PassthroughMode::kAll;
 
   bool allow_other_set = false;        // allow_other given explicitly
   std::vector<std::string> fuse_opts;  // passed on to libfuse / the kernel mount

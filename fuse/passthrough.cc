@@ -112,16 +112,22 @@ void Passthrough::before_reply(struct iovec* iov, int count) {
   on_ = true;
 }
 
-int32_t Passthrough::open(const Inode& inode, BorrowedFd fd, bool safe, Io* io) {
+int32_t Passthrough::open(const Inode& inode, BorrowedFd fd, File file, bool writes, Io* io) {
   *io = Io::kUncounted;
   if (!on()) return 0;
   std::lock_guard lock(mu_);
   Use& use = uses_[&inode];
-  if (safe && use.cached == 0) {
+  if (use.superseded || (use.lower && writes)) {
+    // Handles on the lower file live: this open must see a node id of its own.
+    use.superseded = true;
+    return kStale;
+  }
+  if ((file == File::kFixed || lower_) && use.cached == 0) {
     if (use.backing_id == 0) {
       auto id = sys::backing_open(dev_, fd);
       if (id.ok()) {
         use.backing_id = *id;
+        use.lower = file == File::kLower;
       } else if (id.error() == EPERM) {
         on_ = false;  // not allowed here at all; other errors (ELOOP) are the file's own
       }
@@ -138,6 +144,15 @@ int32_t Passthrough::open(const Inode& inode, BorrowedFd fd, bool safe, Io* io) 
   return 0;
 }
 
+bool Passthrough::changed(const Inode& inode) {
+  if (!on()) return false;
+  std::lock_guard lock(mu_);
+  auto it = uses_.find(&inode);
+  if (it == uses_.end() || !it->second.lower) return false;
+  it->second.superseded = true;
+  return true;
+}
+
 void Passthrough::close(const Inode& inode, Io io) {
   if (io == Io::kUncounted) return;
   std::lock_guard lock(mu_);
@@ -148,6 +163,8 @@ void Passthrough::close(const Inode& inode, Io io) {
   if (io == Io::kPassthrough && use.passthrough > 0 && --use.passthrough == 0) {
     (void)sys::backing_close(dev_, use.backing_id);
     use.backing_id = 0;
+    use.lower = false;
+    use.superseded = false;
   }
   if (use.cached == 0 && use.passthrough == 0) uses_.erase(it);
 }

@@ -219,7 +219,9 @@ Result<void> Session::mount() {
   const int dev = fuse_session_fd(se_);
   if (fuse_session_custom_io(se_, &Passthrough::kDeviceIo, dev) == 0) {
     daemon_->passthrough.set_device(BorrowedFd(dev));
-    daemon_->passthrough.want(opts_.passthrough && sys::admin_of_initial_user_namespace());
+    daemon_->passthrough.want(opts_.passthrough != Options::PassthroughMode::kOff &&
+                                  sys::admin_of_initial_user_namespace(),
+                              opts_.passthrough == Options::PassthroughMode::kAll);
   }
   return {};
 }

@@ -74,6 +74,20 @@ class Passthrough : public ::testing::Test {
     return m;
   }
   fs::path mnt(const std::string& rel) const { return t_ / "mnt" / rel; }
+  // Reads and maps "big" whole: the kernel serves both from the backing file.
+  void read_and_map_big() {
+    EXPECT_EQ(read_all(mnt("big")), data(1 << 20, 'a'));
+    int fd = open(mnt("big").c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    void* map = mmap(nullptr, 1 << 20, PROT_READ, MAP_SHARED, fd, 0);
+    ASSERT_NE(map, MAP_FAILED) << strerror(errno);
+    EXPECT_EQ(std::string(static_cast<char*>(map), 1 << 20), data(1 << 20, 'a'));
+    munmap(map, 1 << 20);
+    close(fd);
+    auto req = requests_of(t_ / "mnt");
+    EXPECT_EQ(req["READ"], 0u);
+    EXPECT_GE(req["passthrough-opens"], 2u);
+  }
 
   TempDir t_{"passthrough"};
 };
@@ -81,17 +95,7 @@ class Passthrough : public ::testing::Test {
 TEST_F(Passthrough, AReadOnlyMountsReadsAndMapsNeverReachTheDaemon) {
   auto m = mount(false);
   ASSERT_TRUE(m->ok());
-  EXPECT_EQ(read_all(mnt("big")), data(1 << 20, 'a'));
-  int fd = open(mnt("big").c_str(), O_RDONLY);
-  ASSERT_GE(fd, 0);
-  void* map = mmap(nullptr, 1 << 20, PROT_READ, MAP_SHARED, fd, 0);
-  ASSERT_NE(map, MAP_FAILED) << strerror(errno);
-  EXPECT_EQ(std::string(static_cast<char*>(map), 1 << 20), data(1 << 20, 'a'));
-  munmap(map, 1 << 20);
-  close(fd);
-  auto req = requests_of(t_ / "mnt");
-  EXPECT_EQ(req["READ"], 0u);
-  EXPECT_GE(req["passthrough-opens"], 2u);
+  read_and_map_big();
 }
 
 TEST_F(Passthrough, NewAndUpperFilesAreWrittenAndReadByTheKernel) {
@@ -123,10 +127,62 @@ TEST_F(Passthrough, NewAndUpperFilesAreWrittenAndReadByTheKernel) {
   EXPECT_GE(req["passthrough-opens"], 4u);
 }
 
-// A handle on a lower file of a writable mount must move to the upper copy when another
-// handle copies the file up, which a passed-through one cannot: those opens are the daemon's.
-TEST_F(Passthrough, LowerFilesOfAWritableMountStayOnTheDaemonsPath) {
+// A container's reads: lower files of a writable mount, read and mapped by the kernel.
+TEST_F(Passthrough, LowerFilesOfAWritableMountAreReadByTheKernel) {
   auto m = mount(true);
+  ASSERT_TRUE(m->ok());
+  read_and_map_big();
+  EXPECT_FALSE(fs::exists(t_ / "upper/big")) << "reading copies nothing up";
+}
+
+// A copy-up while a passed-through handle reads the lower file: the writer's open succeeds
+// (never EIO), every open after it reads the upper copy, and the file keeps its inode number;
+// the handle opened before keeps the data it opened (the documented difference; see
+// passthrough=safe below for kernel overlayfs's read(2)).
+TEST_F(Passthrough, ACopyUpUnderALowerHandleGivesEveryLaterOpenTheNewData) {
+  write_file(t_ / "lower/cut", "twelve bytes");
+  auto m = mount(true);
+  ASSERT_TRUE(m->ok());
+  struct stat before {};
+  ASSERT_EQ(stat(mnt("big").c_str(), &before), 0);
+  int reader = open(mnt("big").c_str(), O_RDONLY);
+  ASSERT_GE(reader, 0);
+  char c = 0;
+  ASSERT_EQ(pread(reader, &c, 1, 0), 1);
+  int writer = open(mnt("big").c_str(), O_WRONLY);
+  ASSERT_GE(writer, 0) << strerror(errno);
+  ASSERT_EQ(pwrite(writer, "U", 1, 0), 1);
+  int second = open(mnt("big").c_str(), O_RDONLY);
+  ASSERT_GE(second, 0) << strerror(errno);
+  ASSERT_EQ(pread(second, &c, 1, 0), 1);
+  EXPECT_EQ(c, 'U') << "an open after the copy-up reads the upper copy";
+  close(second);
+  close(writer);
+  EXPECT_EQ(read_all(mnt("big")).substr(0, 2), "U" + data(2, 'a').substr(1));
+  struct stat after {};
+  ASSERT_EQ(stat(mnt("big").c_str(), &after), 0);
+  EXPECT_EQ(after.st_ino, before.st_ino) << "the copy-up keeps the inode number";
+  ASSERT_EQ(pread(reader, &c, 1, 0), 1);
+  EXPECT_EQ(c, data(1, 'a')[0]) << "the handle opened before reads the lower file";
+  close(reader);
+
+  // Truncated by path and opened with O_TRUNC under a lower handle: later opens see it.
+  int held = open(mnt("cut").c_str(), O_RDONLY);
+  ASSERT_GE(held, 0);
+  ASSERT_EQ(truncate(mnt("cut").c_str(), 6), 0) << strerror(errno);
+  EXPECT_EQ(read_all(mnt("cut")), "twelve");
+  EXPECT_EQ(fs::file_size(mnt("cut")), 6u);
+  write_file(mnt("cut"), "new");
+  EXPECT_EQ(read_all(mnt("cut")), "new");
+  close(held);
+  EXPECT_EQ(read_all(t_ / "lower/cut"), "twelve bytes") << "lower layers never change";
+  EXPECT_EQ(read_all(mnt("cut")), "new");
+}
+
+// passthrough=safe: a lower file's handle stays on the daemon's path and moves to the upper
+// copy when another handle copies the file up, as kernel overlayfs's read(2).
+TEST_F(Passthrough, SafeKeepsLowerHandlesFollowingTheCopyUp) {
+  auto m = mount(true, "passthrough=safe");
   ASSERT_TRUE(m->ok());
   int reader = open(mnt("big").c_str(), O_RDONLY);
   ASSERT_GE(reader, 0);
@@ -141,6 +197,8 @@ TEST_F(Passthrough, LowerFilesOfAWritableMountStayOnTheDaemonsPath) {
   ASSERT_GE(second, 0) << strerror(errno);
   close(writer);
   ASSERT_EQ(posix_fadvise(reader, 0, 0, POSIX_FADV_DONTNEED), 0);
+  ASSERT_EQ(pread(reader, &c, 1, 0), 1);
+  EXPECT_EQ(c, 'U') << "the handle opened before the copy-up moved to the upper copy";
   ASSERT_EQ(pread(second, &c, 1, 0), 1);
   EXPECT_EQ(c, 'U');
   close(second);

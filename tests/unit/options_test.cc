@@ -176,6 +176,12 @@ TEST(Options, BadValuesFailNamingTheOptionAndTheValue) {
   EXPECT_EQ(parse_error({"-o", "lowerdir=/l,fsync=banana", "/m"}), "fsync=banana: not 0 or 1");
   EXPECT_FALSE(parse_ok({"-o", "lowerdir=/l,fsync=0", "/m"}).fsync);
   EXPECT_FALSE(parse_ok({"-o", "lowerdir=/l,threaded=0", "/m"}).threaded);
+  using Mode = Options::PassthroughMode;
+  EXPECT_EQ(parse_ok({"-o", "lowerdir=/l", "/m"}).passthrough, Mode::kAll);
+  EXPECT_EQ(parse_ok({"-o", "lowerdir=/l,passthrough=safe", "/m"}).passthrough, Mode::kSafe);
+  EXPECT_EQ(parse_ok({"-o", "lowerdir=/l,passthrough=0", "/m"}).passthrough, Mode::kOff);
+  EXPECT_EQ(parse_error({"-o", "lowerdir=/l,passthrough=lower", "/m"}),
+            "passthrough=lower: not 0, 1 or safe");
   EXPECT_EQ(parse_ok({"-o", "lowerdir=/l,timeout=0.5", "/m"}).timeout, 0.5);
   EXPECT_EQ(parse_error({"-o", "lowerdir=/l,timeout", "/m"}), "timeout: needs a value");
   EXPECT_EQ(parse_error({"-o", "lowerdir", "/m"}), "lowerdir: needs a value");
