@@ -354,39 +354,9 @@ Result<Upper::Made> Upper::create(BorrowedFd dir_fd, const char* name, const New
   // The kernel creates only names the merge does not show: the upper holds nothing there, or
   // a whiteout.
   const Marker marker = whiteout_at(dir_fd, name);
-  const BorrowedFd work = work_.get();
-  const std::string temp = temp_name();
-  Made out;
-  Result<void> made;
-  switch (e.kind) {
-    case NewEntry::Kind::kFile: {
-      const int flags =
-          (e.open_flags & ~(O_TRUNC | O_CREAT | O_EXCL | O_NOCTTY)) | O_CREAT | O_EXCL;
-      auto f = sys::open_at(work, temp.c_str(), flags, e.create_mode);
-      if (!f.ok()) return f.err();
-      out.fd = std::move(*f);
-      break;
-    }
-    case NewEntry::Kind::kDir:
-      made = sys::make_dir_at(work, temp.c_str(), e.create_mode);
-      break;
-    case NewEntry::Kind::kNode:
-      made = sys::make_node_at(work, temp.c_str(), e.type | e.create_mode, e.rdev);
-      break;
-    case NewEntry::Kind::kSymlink:
-      made = sys::make_symlink_at(e.target, work, temp.c_str());
-      break;
-  }
-  if (!made.ok()) return made.err();
-  auto fail = [&](Errno err) -> Result<Made> {
-    discard(temp);
-    return err;
-  };
-  if (!e.keep_owner && !(exact_creates_ && e.uid == creator_uid_ && e.gid == creator_gid_)) {
-    // Without CAP_CHOWN the object stays the writer's (the rootless case).
-    auto owned = sys::chown_at(work, temp.c_str(), e.uid, e.gid);
-    if (!owned.ok() && owned.error() != EPERM) return fail(owned.err());
-  }
+  // Without CAP_CHOWN the object stays the writer's (the rootless case).
+  const bool chown =
+      !e.keep_owner && !(exact_creates_ && e.uid == creator_uid_ && e.gid == creator_gid_);
   // Set-id and sticky bits are set by chmod only (a chown clears set-id bits, a create may).
   const bool moded =
       e.kind == NewEntry::Kind::kSymlink ||
@@ -394,6 +364,53 @@ Result<Upper::Made> Upper::create(BorrowedFd dir_fd, const char* name, const New
   const bool xattrs = !e.override_value.empty() || !e.access_acl.empty() ||
                       !e.default_acl.empty() ||
                       (e.kind == NewEntry::Kind::kDir && marker != Marker::kNone);
+  // Made in place where nothing stands at the name and the create alone gives the object all
+  // it has, as kernel overlayfs creates in the upper; otherwise made whole in the work dir and
+  // renamed into place, so that no half-made object ever shows.
+  const bool in_place = marker == Marker::kNone && !chown && moded && !xattrs;
+  const BorrowedFd at = in_place ? dir_fd : work_.get();
+  const std::string temp = in_place ? std::string() : temp_name();
+  const char* made_as = in_place ? name : temp.c_str();
+  Made out;
+  Result<void> made;
+  switch (e.kind) {
+    case NewEntry::Kind::kFile: {
+      const int flags =
+          (e.open_flags & ~(O_TRUNC | O_CREAT | O_EXCL | O_NOCTTY)) | O_CREAT | O_EXCL;
+      auto f = sys::open_at(at, made_as, flags, e.create_mode);
+      if (!f.ok()) return f.err();
+      out.fd = std::move(*f);
+      break;
+    }
+    case NewEntry::Kind::kDir:
+      made = sys::make_dir_at(at, made_as, e.create_mode);
+      break;
+    case NewEntry::Kind::kNode:
+      made = sys::make_node_at(at, made_as, e.type | e.create_mode, e.rdev);
+      break;
+    case NewEntry::Kind::kSymlink:
+      made = sys::make_symlink_at(e.target, at, made_as);
+      break;
+  }
+  if (!made.ok()) return made.err();
+  if (in_place) {
+    auto st = out.fd.valid() ? sys::stat_fd(out.fd.get()) : sys::stat_at(dir_fd, name);
+    if (!st.ok()) {
+      (void)sys::unlink_at(dir_fd, name, e.kind == NewEntry::Kind::kDir ? AT_REMOVEDIR : 0);
+      return st.err();
+    }
+    out.st = *st;
+    return out;
+  }
+  const BorrowedFd work = work_.get();
+  auto fail = [&](Errno err) -> Result<Made> {
+    discard(temp);
+    return err;
+  };
+  if (chown) {
+    auto owned = sys::chown_at(work, temp.c_str(), e.uid, e.gid);
+    if (!owned.ok() && owned.error() != EPERM) return fail(owned.err());
+  }
   if (!moded || xattrs) {
     auto pfd = sys::open_path(work, temp.c_str());
     if (!pfd.ok()) return fail(pfd.err());

@@ -104,8 +104,10 @@ class Upper {
   Result<std::string> redirect(BorrowedFd dir_fd) const;
   Result<void> set_redirect(BorrowedFd dir_fd, const std::string& redirect);
   // The name `name` of the upper directory dir_fd, which the merge does not show (nothing is
-  // there, or a whiteout), becomes `e`: built in the work dir, owned and moded, made opaque if
-  // it is a directory replacing a whiteout (nothing of what was deleted may show through),
+  // there, or a whiteout), becomes `e`. Where nothing is there and the create alone gives `e`
+  // (no chown, chmod or xattr to follow: see creates_under_zero_umask), it is made in place, as
+  // kernel overlayfs does; otherwise built in the work dir, owned and moded, made opaque if it
+  // is a directory replacing a whiteout (nothing of what was deleted may show through),
   // installed over the whiteout, and a ".wh.NAME" marker removed after. Its lstat, and for a
   // file the open fd.
   struct Made {
