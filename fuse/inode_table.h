@@ -12,6 +12,8 @@
 //    before taking the next. Taken after the table's, never before.
 // 4. FileHandle::mu (per open file): fd, layer, retired. After an inode's (current_fd asks the
 //    inode with the handle unlocked).
+// 3a. Passthrough::mu_ (the mount's passthrough uses): taken with no other lock held, and takes
+//    an inode's mu_ under it (to read its layer).
 // 5. Leaf locks, under which nothing else is taken: DirFds::mu_ (the fd cache),
 //    OpenHandles::mu_ (the handles the kernel holds),
 //    LayerStack::overflow_mu_ (the inode-number overflow range).

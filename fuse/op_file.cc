@@ -75,6 +75,12 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (inode.superseded()) return (void)fuse_reply_err(req, ESTALE);
   if (wants_write(fi->flags)) {
     if (!d.writable()) return (void)fuse_reply_err(req, EROFS);
+    // Handles read its lower file: superseded before anything changes (Passthrough::open
+    // checks again, for an open that raced this one).
+    if (d.passthrough.changed(inode)) {
+      d.supersede(inode);
+      return (void)fuse_reply_err(req, ESTALE);
+    }
     // O_TRUNC reaches the daemon (atomic_o_trunc): the copy-up then copies no data, as in
     // kernel overlayfs.
     auto up = tree::copy_up(d, inode, (fi->flags & O_TRUNC) != 0);

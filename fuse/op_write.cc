@@ -371,6 +371,9 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent_id, const cha
     return (void)fuse_reply_err(req, EINVAL);
   }
   Inode& src = d.inode(ino);
+  // A name the kernel had cached for a superseded inode: linked again, the old node id would
+  // be published again; the kernel walks again and finds the newer one.
+  if (src.superseded()) return (void)fuse_reply_err(req, ESTALE);
   Inode& new_parent = d.inode(new_parent_id);
   for (Inode* i : {&src, &new_parent}) {
     auto up = tree::copy_up(d, *i);

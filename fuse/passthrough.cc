@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "fuse/daemon.h"
+#include "fuse/inode_table.h"
 #include "layers/sys/fuse_dev.h"
 
 namespace layerfs {
@@ -122,22 +123,30 @@ int32_t Passthrough::open(const Inode& inode, BorrowedFd fd, File file, bool wri
     use.superseded = true;
     return kStale;
   }
-  if ((file == File::kFixed || lower_) && use.cached == 0) {
-    if (use.backing_id == 0) {
-      auto id = sys::backing_open(dev_, fd);
-      if (id.ok()) {
-        use.backing_id = *id;
-        use.lower = file == File::kLower;
-      } else if (id.error() == EPERM) {
-        on_ = false;  // not allowed here at all; other errors (ELOOP) are the file's own
-      }
-    }
-    if (use.backing_id != 0) {
+  // A lower file's fd is the backing only while the file is still lower: an open that raced a
+  // copy-up holds the lower data, which the upper copy may no longer have. (The layer is read
+  // under mu_, so a copy-up finished before this is seen here, and one finished after it
+  // finds `use.lower` set when it changes the data: see changed().)
+  const bool stale_fd = file == File::kLower && inode.layer() == 0;
+  if (use.backing_id != 0) {
+    // The one backing file every passthrough open of the inode shares (the kernel refuses a
+    // second): the upper file, or a lower one that only read-only opens reach (above).
+    ++use.passthrough;
+    ++opens_;
+    *io = Io::kPassthrough;
+    return use.backing_id;
+  }
+  if ((file == File::kFixed || lower_) && use.cached == 0 && !stale_fd) {
+    auto id = sys::backing_open(dev_, fd);
+    if (id.ok()) {
+      use.backing_id = *id;
+      use.lower = file == File::kLower;
       ++use.passthrough;
       ++opens_;
       *io = Io::kPassthrough;
       return use.backing_id;
     }
+    if (id.error() == EPERM) on_ = false;  // not allowed here; other errors are the file's own
   }
   ++use.cached;
   *io = Io::kCached;

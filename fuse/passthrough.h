@@ -80,8 +80,9 @@ class Passthrough {
   // An open of `inode` through `fd`; `writes`: for write or truncate. Gives the backing id to
   // answer with (> 0), 0 for an open through the daemon, or kStale.
   int32_t open(const Inode& inode, BorrowedFd fd, File file, bool writes, Io* io);
-  // The data of `inode` changed without an open (a truncate by path): true when handles on its
-  // lower file live, and the caller must supersede it.
+  // The data of `inode` changes without the open that would notice it (a truncate by path, an
+  // open for write before its copy-up): true when handles on its lower file live, and the
+  // caller must supersede it.
   bool changed(const Inode& inode);
   // The open ended (released, or its reply failed).
   void close(const Inode& inode, Io io);
@@ -112,7 +113,9 @@ class Passthrough {
   std::atomic<uint64_t> init_unique_{0};
   std::atomic<bool> offered_{false};
   uint64_t opens_ = 0;  // guarded by mu_
-  std::mutex mu_;       // a leaf lock
+  // Taken before an inode's lock (open reads the inode's layer under it), after no other; the
+  // backing ids are registered and closed under it, so that an inode never has two.
+  std::mutex mu_;
   std::unordered_map<const Inode*, Use> uses_;
 };
 

@@ -21,6 +21,13 @@
 namespace layerfs {
 namespace {
 
+// Whether `dir` passes a default ACL on to what is made in it (an error other than "none" or
+// "not supported" counts as yes: the caller then takes the path that does not depend on it).
+bool has_default_acl(BorrowedFd dir) {
+  auto acl = sys::get_xattr(dir, acl::kDefault, nullptr, 0);
+  return acl.ok() || (acl.error() != ENODATA && acl.error() != EOPNOTSUPP);
+}
+
 // "upperdir 'path': why", for a reason that is not an errno's.
 Errno describe(const std::string& what, const std::string& path, const std::string& why,
                int code = EINVAL) {
@@ -169,8 +176,7 @@ Result<std::unique_ptr<Upper>> Upper::open(const std::string& upper_path,
 void Upper::creates_under_zero_umask() {
   auto st = sys::stat_fd(work_.get());
   if (!st.ok() || (st->st_mode & S_ISGID)) return;
-  auto acl = sys::get_xattr(work_.get(), acl::kDefault, nullptr, 0);
-  if (acl.ok() || (acl.error() != ENODATA && acl.error() != EOPNOTSUPP)) return;
+  if (has_default_acl(work_.get())) return;
   creator_uid_ = sys::effective_uid();
   creator_gid_ = sys::effective_gid();
   exact_creates_ = true;
@@ -367,7 +373,10 @@ Result<Upper::Made> Upper::create(BorrowedFd dir_fd, const char* name, const New
   // Made in place where nothing stands at the name and the create alone gives the object all
   // it has, as kernel overlayfs creates in the upper; otherwise made whole in the work dir and
   // renamed into place, so that no half-made object ever shows.
-  const bool in_place = marker == Marker::kNone && !chown && moded && !xattrs;
+  // (A default ACL on the upper directory would give the object more than its create mode:
+  // the daemon with ACLs on brings it as `access_acl`, without them it must not apply.)
+  const bool in_place =
+      marker == Marker::kNone && !chown && moded && !xattrs && !has_default_acl(dir_fd);
   const BorrowedFd at = in_place ? dir_fd : work_.get();
   const std::string temp = in_place ? std::string() : temp_name();
   const char* made_as = in_place ? name : temp.c_str();

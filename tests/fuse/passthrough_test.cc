@@ -164,6 +164,21 @@ TEST_F(Passthrough, ACopyUpUnderALowerHandleGivesEveryLaterOpenTheNewData) {
   EXPECT_EQ(after.st_ino, before.st_ino) << "the copy-up keeps the inode number";
   ASSERT_EQ(pread(reader, &c, 1, 0), 1);
   EXPECT_EQ(c, data(1, 'a')[0]) << "the handle opened before reads the lower file";
+  // Linked by its name: the upper copy. Linked or reopened through the old handle, which only
+  // reaches the old node id: ESTALE (the documented difference), and the name is unharmed.
+  ASSERT_EQ(link(mnt("big").c_str(), mnt("big-link").c_str()), 0) << strerror(errno);
+  EXPECT_EQ(read_all(mnt("big-link")).substr(0, 1), "U");
+  struct stat linked {};
+  ASSERT_EQ(stat(mnt("big").c_str(), &linked), 0);
+  EXPECT_EQ(linked.st_nlink, 2u);
+  const std::string old_handle = "/proc/self/fd/" + std::to_string(reader);
+  EXPECT_EQ(
+      linkat(AT_FDCWD, old_handle.c_str(), AT_FDCWD, mnt("from-old").c_str(), AT_SYMLINK_FOLLOW),
+      -1);
+  EXPECT_EQ(errno, ESTALE);
+  EXPECT_EQ(open(old_handle.c_str(), O_RDONLY), -1);
+  EXPECT_EQ(errno, ESTALE);
+  EXPECT_EQ(read_all(mnt("big")).substr(0, 1), "U");
   close(reader);
 
   // Truncated by path and opened with O_TRUNC under a lower handle: later opens see it.

@@ -74,20 +74,28 @@ TEST_F(Upper, AppendToASparseGigabyteCopiesItUpSparse) {
 
 // New objects are built in the work dir: whatever it would pass on (a default ACL, a
 // set-group-id bit) must not reach them; they get the caller's owner and the mode asked for.
-TEST_F(Upper, NewObjectsGetTheAskedModeWhateverTheWorkDirWouldPassOn) {
+TEST_F(Upper, NewObjectsGetTheAskedModeWhateverTheirDirectoriesWouldPassOn) {
   if (geteuid() != 0) GTEST_SKIP() << "a work dir of another group needs root";
-  for (bool inherits : {false, true}) {
-    SCOPED_TRACE(inherits ? "work dir with a default ACL and set-group-id" : "plain work dir");
+  enum Dirs { kPlain, kWorkPassesOn, kUpperHasDefaultAcl };
+  for (Dirs dirs : {kPlain, kWorkPassesOn, kUpperHasDefaultAcl}) {
+    SCOPED_TRACE(dirs == kPlain          ? "plain work dir"
+                 : dirs == kWorkPassesOn ? "work dir with a default ACL and set-group-id"
+                                         : "upper dir with a default ACL, mounted noacl");
     fs::remove_all(t_ / "upper");
     fs::remove_all(t_ / "work");
     make_dir(t_ / "upper");
     make_dir(t_ / "work/work");
-    if (inherits) {
+    if (dirs == kWorkPassesOn) {
       ASSERT_EQ(
           run({"setfacl", "-d", "-m", "u::rwx,g::---,o::---", (t_ / "work/work").string()}).status,
           0);
       ASSERT_EQ(chown((t_ / "work/work").c_str(), 0, 4242), 0);
       ASSERT_EQ(chmod((t_ / "work/work").c_str(), 02755), 0);
+    }
+    if (dirs == kUpperHasDefaultAcl) {
+      // A new entry made in place would take it; the mount has no ACLs, so none may.
+      ASSERT_EQ(
+          run({"setfacl", "-d", "-m", "u::rwx,g::---,o::---", (t_ / "upper").string()}).status, 0);
     }
     auto m = mount({"-o", "noacl"});
     ASSERT_TRUE(m->ok());
