@@ -180,11 +180,10 @@ int main(int argc, char** argv) {
     void* map = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED) die(path + " (mmap)");
     const volatile unsigned char* bytes = static_cast<const unsigned char*>(map);
-    unsigned sum = 0;
-    for (size_t at = 0; at < size; at += 4096) sum += bytes[at];
+    for (size_t at = 0; at < size; at += 4096) (void)bytes[at];  // a volatile read: a fault
     munmap(map, size);
     close(fd);
-    count = static_cast<long>((size + 4095) / 4096) + static_cast<long>(sum & 0);
+    count = static_cast<long>((size + 4095) / 4096);
   } else {
     fprintf(stderr, "fsops: unknown command or wrong arguments: %s\n", cmd.c_str());
     return 2;

@@ -479,10 +479,11 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
   Inode& inode = d.inode(ino);
   auto up = tree::copy_up(d, inode);
   if (!up.ok()) return (void)fuse_reply_err(req, up.error());
+  // Truncated under handles that read its lower file: superseded before the data changes, so
+  // that no open from here on shares their backing (as op_open does for an open for write).
+  if ((to_set & FUSE_SET_ATTR_SIZE) && d.passthrough.changed(inode)) d.supersede(inode);
   auto r = apply_setattr(d, inode, *attr, to_set, fi);
   if (!r.ok()) return (void)fuse_reply_err(req, r.error());
-  // Truncated under handles that read its lower file: later opens must see a new node id.
-  if ((to_set & FUSE_SET_ATTR_SIZE) && d.passthrough.changed(inode)) d.supersede(inode);
   auto st = inode.stat();
   if (!st.ok() && fi != nullptr) st = sys::stat_fd(FileHandle::of(fi)->current_fd());
   if (!st.ok()) return (void)fuse_reply_err(req, st.error());

@@ -21,7 +21,7 @@
 //   once on ESTALE with revalidation, looks the name up again and gets a new node id for the
 //   upper copy. Every later open of the old node id fails the same way (a name the kernel had
 //   cached leads there), so no new open ever reads the lower data of a file that changed. A
-//   truncate by path supersedes the inode the same way, after its change. Opens reaching the
+//   truncate by path supersedes the inode the same way, before its change. Opens reaching the
 //   old node id by no name (a reopen through /proc/PID/fd of an old handle) get ESTALE.
 // - The handles opened before keep reading the data they opened, as kernel overlayfs does for a
 //   read-only handle's MAP_SHARED maps (and did for read(2) before Linux 4.19). passthrough=safe
