@@ -145,6 +145,12 @@ struct Daemon {
   // copy-up grows the parent directory in the upper, may give the object a new inode number).
   // Attributes only: this takes no inode lock in the kernel, so it is safe inside a request.
   void attributes_changed(const Inode& inode);
+  // Under FUSE_HANDLE_KILLPRIV_V2, for a write or truncate the kernel asked it of
+  // (Requests::kill_suidgid), whose caller lacks CAP_FSETID: the file loses its set-user-ID
+  // bit, and its set-group-ID bit if it is group-executable or the caller is not in its group,
+  // as the kernel's VFS does (the daemon's own write would keep them). `fd`: the file as the
+  // request reaches it, or none.
+  Result<void> kill_suidgid(fuse_req_t req, Inode& inode, BorrowedFd fd);
   // Gives the file `inode` shows a new node id: `inode` leaves the table, pinned to the object
   // it shows, and the next lookup of its name makes a new inode (see fuse/passthrough.h).
   void supersede(Inode& inode);

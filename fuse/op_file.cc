@@ -95,6 +95,12 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto* h = d.handles.track(new FileHandle(inode.shared_from_this(), std::move(*fd), layer,
                                            d.writable(), (fi->flags & O_DIRECT) != 0));
   fi->fh = reinterpret_cast<uint64_t>(h);
+  if ((fi->flags & O_TRUNC) && Requests::kill_suidgid()) {
+    if (auto k = d.kill_suidgid(req, inode, h->fd.get()); !k.ok()) {
+      release_handle(d, h);
+      return (void)fuse_reply_err(req, k.error());
+    }
+  }
   const int32_t backing = d.passthrough.open(
       inode, h->fd.get(), fixed ? Passthrough::File::kFixed : Passthrough::File::kLower,
       wants_write(fi->flags), &h->io);
@@ -140,6 +146,10 @@ ssize_t write_direct(BorrowedFd fd, fuse_bufvec* in, off_t off) {
 
 void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
   FileHandle* h = FileHandle::of(fi);
+  if (Requests::kill_suidgid()) {
+    auto k = Daemon::of(req).kill_suidgid(req, *h->inode, h->current_fd());
+    if (!k.ok()) return (void)fuse_reply_err(req, k.error());
+  }
   if (h->direct) {
     ssize_t n = write_direct(h->current_fd(), in, off);
     if (n < 0) return (void)fuse_reply_err(req, static_cast<int>(-n));

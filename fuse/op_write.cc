@@ -27,6 +27,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "fuse/daemon.h"
@@ -408,6 +410,28 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent_id, const cha
   if (fuse_reply_entry(req, &e) != 0) d.table->forget(e.ino, 1);
 }
 
+// The fields a SETATTR may set.
+constexpr int kSetattrFields = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
+                               FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME;
+
+// The set-id bits a write or truncate drops whatever the caller (as chown(f, -1, -1) does, for
+// root too): set-user-ID, and set-group-ID where the file is group-executable.
+mode_t setid_to_kill(mode_t mode) {
+  mode_t kill = mode & S_ISUID;
+  if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) kill |= S_ISGID;
+  return kill;
+}
+
+// Whether the caller of `req` is in group `gid`: its fsgid or one of its supplementary groups.
+bool caller_in_group(fuse_req_t req, gid_t gid) {
+  if (fuse_req_ctx(req)->gid == gid) return true;
+  // fuse_req_getgroups gives the caller's whole count, which may be more than fit.
+  std::array<gid_t, 256> groups;
+  const int n = fuse_req_getgroups(req, static_cast<int>(groups.size()), groups.data());
+  const auto end = groups.begin() + std::clamp<int>(n, 0, static_cast<int>(groups.size()));
+  return std::find(groups.begin(), end, gid) != end;
+}
+
 // xattr_permissions: chmod and chown change the override, never the file's own owner.
 Result<void> set_override(const Daemon& d, Inode& inode, BorrowedFd fd, const struct stat& attr,
                           int to_set) {
@@ -429,11 +453,18 @@ Result<void> apply_setattr(const Daemon& d, Inode& inode, const struct stat& att
                            fuse_file_info* fi) {
   auto fd = inode.path_fd();
   if (!fd.ok()) return fd.err();
-  constexpr int kAttrs = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
-                         FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME;
-  if ((to_set & kAttrs) == 0) {
+  if ((to_set & kSetattrFields) == 0) {
     // chown(f, -1, -1) and the like change nothing but ctime, and the kernel sends no field
-    // for it unless it caches writes: a chown to -1, -1 below updates ctime the same way.
+    // for it unless it caches writes: a chown to -1, -1 below updates ctime the same way. It
+    // also drops the set-id bits of a file (Linux does, for root too), which is what this
+    // request asks under FUSE_HANDLE_KILLPRIV_V2 when a write, truncate or fallocate by a
+    // caller without CAP_FSETID must drop them: an override drops them the same way.
+    if (!d.config.view.override_xattr.empty() && S_ISREG(inode.type())) {
+      if (auto o = d.stat_override(inode); o && setid_to_kill(o->mode) != 0) {
+        o->mode &= ~setid_to_kill(o->mode);
+        LAYERFS_TRY(sys::set_xattr(fd->get(), d.config.view.override_xattr.c_str(), o->format()));
+      }
+    }
     return sys::chown_fd(fd->get(), static_cast<uid_t>(-1), static_cast<gid_t>(-1));
   }
   if (!d.config.view.override_xattr.empty() && !S_ISLNK(inode.type()) &&
@@ -473,6 +504,27 @@ Result<void> apply_setattr(const Daemon& d, Inode& inode, const struct stat& att
   return {};
 }
 
+}  // namespace
+
+Result<void> Daemon::kill_suidgid(fuse_req_t req, Inode& inode, BorrowedFd fd) {
+  auto st = fd >= 0 ? sys::stat_fd(fd) : inode.stat();
+  if (!st.ok()) return st.err();
+  present(inode, *st);  // the mode and group an override shows are the ones that count
+  mode_t kill = setid_to_kill(st->st_mode);
+  // A caller outside the file's group also drops a set-group-ID bit without group execute.
+  if ((st->st_mode & S_ISGID) && !(kill & S_ISGID) && !caller_in_group(req, st->st_gid)) {
+    kill |= S_ISGID;
+  }
+  if (kill == 0) return {};
+  struct stat attr {};
+  attr.st_mode = st->st_mode & ~kill;
+  LAYERFS_TRY(apply_setattr(*this, inode, attr, FUSE_SET_ATTR_MODE, nullptr));
+  attributes_changed(inode);
+  return {};
+}
+
+namespace {
+
 void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
   Daemon& d = Daemon::of(req);
   if (!d.writable()) return (void)fuse_reply_err(req, EROFS);
@@ -484,6 +536,19 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
   if ((to_set & FUSE_SET_ATTR_SIZE) && d.passthrough.changed(inode)) d.supersede(inode);
   auto r = apply_setattr(d, inode, *attr, to_set, fi);
   if (!r.ok()) return (void)fuse_reply_err(req, r.error());
+  // The set-id bits a truncate drops, where the kernel asks (an explicit mode wins). A request
+  // without fields, a chown(f, -1, -1) or the kernel's ask for a write passed through or a
+  // fallocate, has had the bits any caller drops dropped above; one from a caller other than
+  // root (who has CAP_FSETID) drops a set-group-ID bit the caller's groups do not cover too.
+  const bool fieldless = (to_set & kSetattrFields) == 0;
+  if (((to_set & FUSE_SET_ATTR_SIZE) && !(to_set & FUSE_SET_ATTR_MODE) &&
+       Requests::kill_suidgid()) ||
+      (fieldless && S_ISREG(inode.type()) && fuse_req_ctx(req)->uid != 0)) {
+    auto fd = fi != nullptr ? FileHandle::of(fi)->current_fd() : BorrowedFd();
+    if (auto k = d.kill_suidgid(req, inode, fd); !k.ok()) {
+      return (void)fuse_reply_err(req, k.error());
+    }
+  }
   auto st = inode.stat();
   if (!st.ok() && fi != nullptr) st = sys::stat_fd(FileHandle::of(fi)->current_fd());
   if (!st.ok()) return (void)fuse_reply_err(req, st.error());

@@ -25,6 +25,7 @@ ssize_t io_read(int fd, void* buf, size_t len, void* userdata) {
     abi::InHeader in;
     std::memcpy(&in, buf, sizeof in);
     d.requests.saw(in.opcode);
+    Requests::set_kill_suidgid(sys::asks_kill_suidgid(buf, static_cast<size_t>(n)));
     if (in.opcode == abi::kOpInit) d.passthrough.saw_init(buf, static_cast<size_t>(n));
   }
   return n;
@@ -91,6 +92,7 @@ void Passthrough::saw_init(const void* buf, size_t n) {
   uint64_t flags = init.flags;
   if (flags & abi::kInitExt) flags |= static_cast<uint64_t>(init.flags2) << 32;
   offered_ = (flags & abi::kPassthrough) != 0;
+  kill_offered_ = (flags & abi::kHandleKillprivV2) != 0;
   init_unique_ = in.unique;
 }
 
@@ -101,16 +103,25 @@ void Passthrough::before_reply(struct iovec* iov, int count) {
   std::memcpy(&out, iov[0].iov_base, sizeof out);
   if (out.unique != unique) return;
   init_unique_ = 0;
-  if (out.error != 0 || !wanted_ || !offered_ || iov[1].iov_len < sizeof(abi::InitOut)) return;
+  if (out.error != 0 || iov[1].iov_len < sizeof(abi::InitOut)) return;
   abi::InitOut init;
   std::memcpy(&init, iov[1].iov_base, sizeof init);
   // The kernel drops passthrough silently where it also caches writes back.
-  if (init.flags & abi::kWritebackCache) return;
-  init.flags |= static_cast<uint32_t>(abi::kInitExt);
-  init.flags2 |= static_cast<uint32_t>(abi::kPassthrough >> 32);
-  init.max_stack_depth = 1;  // backing files on a filesystem that is not itself stacked
+  if (wanted_ && offered_ && !(init.flags & abi::kWritebackCache)) {
+    init.flags |= static_cast<uint32_t>(abi::kInitExt);
+    init.flags2 |= static_cast<uint32_t>(abi::kPassthrough >> 32);
+    init.max_stack_depth = 1;  // backing files on a filesystem that is not itself stacked
+    on_ = true;
+  }
+  // The daemon clears set-id bits itself where the kernel asks (FUSE_HANDLE_KILLPRIV_V2), so
+  // the kernel asks for security.capability once after each refresh of a file's attributes
+  // instead of before every write(2): a round trip per write saved, passed through or not.
+  // A write the daemon serves carries the ask (Requests::kill_suidgid); for one passed through,
+  // which never reaches the daemon, the kernel still sends a SETATTR without fields when its
+  // view of the file has set-id bits to drop, and the daemon answers it as chown(f, -1, -1),
+  // which drops them (apply_setattr).
+  if (kill_offered_) init.flags |= static_cast<uint32_t>(abi::kHandleKillprivV2);
   std::memcpy(iov[1].iov_base, &init, sizeof init);
-  on_ = true;
 }
 
 int32_t Passthrough::open(const Inode& inode, BorrowedFd fd, File file, bool writes, Io* io) {

@@ -93,6 +93,8 @@ class Passthrough {
                           int32_t backing_id);
 
   // The custom io's view of the device: the FUSE_INIT request, and each reply before it goes.
+  // The reply to FUSE_INIT asks for what libfuse 3.14 does not know: passthrough where the
+  // daemon may use it, and FUSE_HANDLE_KILLPRIV_V2.
   void saw_init(const void* buf, size_t n);
   void before_reply(struct iovec* iov, int count);
 
@@ -112,7 +114,8 @@ class Passthrough {
   // FUSE_INIT: its unique id while its reply is due, and whether the kernel offered passthrough.
   std::atomic<uint64_t> init_unique_{0};
   std::atomic<bool> offered_{false};
-  uint64_t opens_ = 0;  // guarded by mu_
+  std::atomic<bool> kill_offered_{false};  // FUSE_HANDLE_KILLPRIV_V2
+  uint64_t opens_ = 0;                     // guarded by mu_
   // Taken before an inode's lock (open reads the inode's layer under it), after no other; the
   // backing ids are registered and closed under it, so that an inode never has two.
   std::mutex mu_;

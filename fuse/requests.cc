@@ -24,6 +24,8 @@ constexpr std::string_view kNames[] = {
 
 }  // namespace
 
+thread_local bool Requests::kill_suidgid_ = false;
+
 std::string Requests::report(uint64_t passthrough_opens) const {
   std::string out;
   for (uint32_t op = 0; op < kOpcodes; ++op) {

@@ -17,12 +17,13 @@ namespace layerfs::sys {
 // From the kernel's include/uapi/linux/fuse.h (protocol 7.40).
 namespace fuse_abi {
 
-constexpr uint32_t kOpInit = 26;                  // FUSE_INIT
-constexpr uint64_t kInitExt = 1ULL << 30;         // FUSE_INIT_EXT: flags2 is there
-constexpr uint64_t kWritebackCache = 1ULL << 16;  // FUSE_WRITEBACK_CACHE
-constexpr uint64_t kPassthrough = 1ULL << 37;     // FUSE_PASSTHROUGH (bit 5 of flags2)
-constexpr uint32_t kOpenPassthrough = 1U << 7;    // FOPEN_PASSTHROUGH
-constexpr uint32_t kOpenKeepCache = 1U << 1;      // FOPEN_KEEP_CACHE
+constexpr uint32_t kOpInit = 26;                    // FUSE_INIT
+constexpr uint64_t kInitExt = 1ULL << 30;           // FUSE_INIT_EXT: flags2 is there
+constexpr uint64_t kWritebackCache = 1ULL << 16;    // FUSE_WRITEBACK_CACHE
+constexpr uint64_t kHandleKillprivV2 = 1ULL << 28;  // FUSE_HANDLE_KILLPRIV_V2
+constexpr uint64_t kPassthrough = 1ULL << 37;       // FUSE_PASSTHROUGH (bit 5 of flags2)
+constexpr uint32_t kOpenPassthrough = 1U << 7;      // FOPEN_PASSTHROUGH
+constexpr uint32_t kOpenKeepCache = 1U << 1;        // FOPEN_KEEP_CACHE
 
 struct InHeader {  // struct fuse_in_header
   uint32_t len;
@@ -125,6 +126,12 @@ ssize_t read_dev(BorrowedFd fd, void* buf, size_t size);
 ssize_t writev_dev(BorrowedFd fd, const struct iovec* iov, int count);
 ssize_t splice_fds(BorrowedFd in, off_t* in_off, BorrowedFd out, off_t* out_off, size_t len,
                    unsigned flags);
+
+// Whether the request in `buf` (`n` bytes read from the device) asks the daemon to clear the
+// set-id bits of the file it changes: under FUSE_HANDLE_KILLPRIV_V2 the kernel asks so on WRITE,
+// OPEN with O_TRUNC and SETATTR of the size, when the caller lacks CAP_FSETID (CREATE makes a new
+// file: nothing to kill). libfuse 3.14 does not pass these flags on.
+bool asks_kill_suidgid(const void* buf, size_t n);
 
 // FUSE_DEV_IOC_BACKING_OPEN: registers `file` as a backing file on the connection of
 // `dev`, giving its id. Needs CAP_SYS_ADMIN in the initial user namespace (EPERM otherwise);

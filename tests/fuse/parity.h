@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -25,5 +27,9 @@ namespace layerfs::test {
 // Every path's lstat (but st_dev), link target, xattrs and content must agree. Kernel overlayfs
 // needs `kernel_opts` (e.g. userxattr) for some marker forms.
 void expect_kernel_parity(const std::vector<fs::path>& lowers, const std::string& kernel_opts = "");
+
+// The requests the layerfs daemon at `mnt` has served, by name ("READ", "passthrough-opens",
+// ...), from its root's user.layerfs.requests.
+std::map<std::string, uint64_t> requests_of(const fs::path& mnt);
 
 }  // namespace layerfs::test

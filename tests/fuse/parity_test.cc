@@ -2,9 +2,14 @@
 #include "tests/fuse/parity.h"
 
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <random>
+#include <sstream>
+
+#include "fuse/requests.h"
 
 namespace layerfs::test {
 
@@ -25,6 +30,18 @@ void expect_kernel_parity(const std::vector<fs::path>& lowers, const std::string
                              << ::testing::PrintToString(diffs) << "\nkernel paths:\n"
                              << paths_of(theirs) << "layerfs paths:\n"
                              << paths_of(ours);
+}
+
+std::map<std::string, uint64_t> requests_of(const fs::path& mnt) {
+  char buf[4096];
+  const ssize_t n = getxattr(mnt.c_str(), kRequestsXattr, buf, sizeof buf);
+  EXPECT_GT(n, 0) << "getxattr " << kRequestsXattr << ": " << strerror(errno);
+  std::map<std::string, uint64_t> out;
+  std::istringstream lines(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0));
+  std::string name;
+  uint64_t count = 0;
+  while (lines >> name >> count) out[name] = count;
+  return out;
 }
 
 namespace {

@@ -1,9 +1,8 @@
 // FUSE passthrough: which opens the kernel serves from the backing file itself (no READ or
 // WRITE reaches the daemon), and that every other open, and every machine without it, still
-// gets the daemon's path. The daemon's request counts (kRequestsXattr on the root) show which.
+// gets the daemon's path. The daemon's request counts (requests_of) show which.
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -12,26 +11,11 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <sstream>
 
-#include "fuse/requests.h"
 #include "tests/fuse/parity.h"
 
 namespace layerfs::test {
 namespace {
-
-// The request counts of the mount at `mnt`, by name ("READ", "passthrough-opens", ...).
-std::map<std::string, uint64_t> requests_of(const fs::path& mnt) {
-  char buf[4096];
-  const ssize_t n = getxattr(mnt.c_str(), kRequestsXattr, buf, sizeof buf);
-  EXPECT_GT(n, 0) << "getxattr " << kRequestsXattr << ": " << strerror(errno);
-  std::map<std::string, uint64_t> out;
-  std::istringstream lines(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0));
-  std::string name;
-  uint64_t count = 0;
-  while (lines >> name >> count) out[name] = count;
-  return out;
-}
 
 // Why this kernel cannot pass files through, or nullopt when it can.
 std::optional<std::string> kernel_without_passthrough() {
