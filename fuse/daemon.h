@@ -86,6 +86,7 @@ struct MountConfig {
   std::shared_ptr<const LayerStack> stack;  // with an upper, layer 0 is the upper
   CachePolicy cache{};
   bool fsync_copy_up = true;
+  bool writeback_wanted = true;  // Options::writeback
   // POSIX ACLs asked for (not noacl) where the layer filesystem has them; they are on once the
   // kernel agrees at init (Daemon::acl).
   bool acl_wanted = false;
@@ -121,6 +122,10 @@ struct Daemon {
   // request). When on, the kernel enforces them and leaves the umask to the daemon, which
   // applies it or the directory's default ACL to new objects.
   bool acl = false;
+  // The kernel caches writes (set at init, as `acl`): size and mtime are the kernel's, and it
+  // may read a page before it writes part of it, so files are opened for reading too, without
+  // O_APPEND (the kernel gives every write its offset).
+  bool writeback = false;
   fuse_session* session = nullptr;  // for notifications to the kernel; set before serving
   Passthrough passthrough;          // set up before serving
   Requests requests;                // counted by the session's device io

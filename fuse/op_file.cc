@@ -10,6 +10,7 @@
 
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "fuse/daemon.h"
@@ -68,6 +69,17 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 bool wants_write(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC); }
 
+// Under the writeback cache (Daemon::writeback): for reading too where the file allows it, and
+// without O_APPEND.
+Result<UniqueFd> open_cached(Inode& inode, int flags) {
+  flags &= ~O_APPEND;
+  if ((flags & O_ACCMODE) == O_WRONLY) {
+    auto rw = inode.open((flags & ~O_ACCMODE) | O_RDWR);
+    if (rw.ok() || rw.error() != EACCES) return rw;
+  }
+  return inode.open(flags);
+}
+
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Daemon& d = Daemon::of(req);
   Inode& inode = d.inode(ino);
@@ -87,7 +99,8 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (!up.ok()) return (void)fuse_reply_err(req, up.error());
   }
   const uint32_t layer = inode.layer();
-  auto fd = inode.open(fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY));
+  const int flags = fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY);
+  auto fd = d.writeback ? open_cached(inode, flags) : inode.open(flags);
   if (!fd.ok()) return (void)fuse_reply_err(req, fd.error());
   // The file cannot change under the handle on a read-only mount, or when it was in the upper
   // before the open and after it.
@@ -144,12 +157,34 @@ ssize_t write_direct(BorrowedFd fd, fuse_bufvec* in, off_t off) {
   return w.ok() ? static_cast<ssize_t>(*w) : -w.error();
 }
 
+// Under the writeback cache the kernel owns mtime: it sends its own in a SETATTR, perhaps
+// before the pages it wrote back arrive, so a page written back keeps the mtime the file has.
+class KeepMtime {
+ public:
+  KeepMtime(bool keep, BorrowedFd fd) : fd_(fd) {
+    if (!keep) return;
+    if (auto st = sys::stat_fd(fd); st.ok()) mtime_ = st->st_mtim;
+  }
+  ~KeepMtime() {
+    if (!mtime_) return;
+    const timespec times[2] = {{0, UTIME_OMIT}, *mtime_};
+    (void)sys::set_times_fd(fd_, times);
+  }
+  KeepMtime(const KeepMtime&) = delete;
+  KeepMtime& operator=(const KeepMtime&) = delete;
+
+ private:
+  BorrowedFd fd_;
+  std::optional<timespec> mtime_;
+};
+
 void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
   FileHandle* h = FileHandle::of(fi);
   if (Requests::kill_suidgid()) {
     auto k = Daemon::of(req).kill_suidgid(req, *h->inode, h->current_fd());
     if (!k.ok()) return (void)fuse_reply_err(req, k.error());
   }
+  KeepMtime keep(Daemon::of(req).writeback && fi->writepage, h->current_fd());
   if (h->direct) {
     ssize_t n = write_direct(h->current_fd(), in, off);
     if (n < 0) return (void)fuse_reply_err(req, static_cast<int>(-n));

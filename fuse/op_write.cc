@@ -149,8 +149,11 @@ void op_symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const cha
 void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
                fuse_file_info* fi) {
   Daemon& d = Daemon::of(req);
-  auto r = create_object(d, d.inode(parent), name, Kind::kFile,
-                         {.mode = mode, .open_flags = fi->flags}, caller_of(req));
+  // Under the writeback cache the kernel reads as well as writes the new file, at offsets it
+  // gives (Daemon::writeback).
+  const int flags = d.writeback ? (fi->flags & ~(O_ACCMODE | O_APPEND)) | O_RDWR : fi->flags;
+  auto r = create_object(d, d.inode(parent), name, Kind::kFile, {.mode = mode, .open_flags = flags},
+                         caller_of(req));
   if (!r.ok()) return (void)fuse_reply_err(req, r.error());
   auto live = d.table->publish(r->inode);
   fuse_entry_param e;
@@ -185,6 +188,13 @@ class ForgetUpperCopy {
   const Inode& dir_;
 };
 
+// A name of a lower object went: the kernel, which drops the link count it caches, keeps it
+// under the writeback cache, where it asks for no attributes until they expire; the lower
+// object's own count still shows (as on kernel overlayfs), so the cached ones are dropped.
+void lower_links_kept(Daemon& d, const Inode& victim) {
+  if (d.writeback && victim.layer() != 0) d.attributes_changed(victim);
+}
+
 // Removes `name` (described by `victim`) from the upper copy of `parent`, leaving a whiteout
 // where a lower layer still shows the name.
 Result<void> remove_name(Daemon& d, Inode& parent, const char* name, Inode& victim) {
@@ -216,6 +226,7 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent_id, const char* name) {
     // of a lower hard-link pair stays; so does an upper file with links left.)
     if (st.st_nlink <= 1) d.table->unhash(**victim);
   }
+  lower_links_kept(d, **victim);
   fuse_reply_err(req, 0);
 }
 
@@ -353,6 +364,7 @@ Result<void> do_rename(Daemon& d, Inode& parent, const char* name, Inode& new_pa
       dst->pin(std::move(held));
       auto dst_st = dst->stat();
       if (dst->is_dir() || !dst_st.ok() || dst_st->st_nlink <= 1) d.table->unhash(*dst);
+      lower_links_kept(d, *dst);
     }
   }
   src->renamed(new_parent.shared_from_this(), new_name);
@@ -529,6 +541,22 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
   Daemon& d = Daemon::of(req);
   if (!d.writable()) return (void)fuse_reply_err(req, EROFS);
   Inode& inode = d.inode(ino);
+  // Under the writeback cache the kernel keeps mtime and ctime, and sends them after a link,
+  // unlink or rename of the file: the ctime the host's filesystem gave the upper copy then
+  // already, the mtime unchanged. Nothing to do, and a file still in a lower layer (its name
+  // perhaps gone) is not copied up for it, as kernel overlayfs copies nothing up for these.
+  if (d.writeback && (to_set & FUSE_SET_ATTR_CTIME) &&
+      (to_set & ~(FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_CTIME)) == 0) {
+    auto st = inode.stat();
+    if (!st.ok() && fi != nullptr) st = sys::stat_fd(FileHandle::of(fi)->current_fd());
+    if (!st.ok()) return (void)fuse_reply_err(req, st.error());
+    if (!(to_set & FUSE_SET_ATTR_MTIME) || (st->st_mtim.tv_sec == attr->st_mtim.tv_sec &&
+                                            st->st_mtim.tv_nsec == attr->st_mtim.tv_nsec)) {
+      st->st_ino = inode.st_ino();
+      d.present(inode, *st);
+      return (void)fuse_reply_attr(req, &*st, d.config.cache.attr_timeout);
+    }
+  }
   auto up = tree::copy_up(d, inode);
   if (!up.ok()) return (void)fuse_reply_err(req, up.error());
   // Truncated under handles that read its lower file: superseded before the data changes, so

@@ -157,6 +157,15 @@ constexpr OptionRow kOptions[] = {
        o.passthrough = *on ? Options::PassthroughMode::kAll : Options::PassthroughMode::kOff;
        return {};
      }},
+    // As fuse-overlayfs takes it: `writeback` alone is writeback=1.
+    {"writeback", Form::kEither,
+     [](Options& o, const std::string& raw) -> Result<void> {
+       if (raw.empty()) {
+         o.writeback = true;
+         return {};
+       }
+       return set_switch(&o.writeback, raw);
+     }},
     {"volatile", Form::kFlag, set_flag<&Options::fsync, false>},  // fsync=0
     {"uidmapping", Form::kValue,
      [](Options& o, const std::string& raw) { return set_idmap(&o.uid_map, raw); }},
@@ -173,9 +182,6 @@ constexpr OptionRow kOptions[] = {
      [](Options& o, const std::string& raw) { return set_squash(o, raw, true); }},
     {"squash_to_gid", Form::kValue,
      [](Options& o, const std::string& raw) { return set_squash(o, raw, false); }},
-    // fuse-overlayfs's switch for the kernel's writeback cache, which layerfs does not use:
-    // writes reach the upper as they arrive either way.
-    {"writeback", Form::kEither, [](Options&, const std::string&) -> Result<void> { return {}; }},
     {"xattr_permissions", Form::kValue,
      [](Options& o, const std::string& raw) -> Result<void> {
        const std::string v = unescape(raw);

@@ -40,6 +40,9 @@ struct Options {
 
   double timeout = 1e6;  // seconds the kernel may cache entries and attributes
   bool fsync = true;     // copy-ups reach the disk before they appear (fsync=0, volatile: no)
+  // The kernel caches writes and owns size and mtime (writeback=0: no), on a writable mount
+  // whose files are not passed through (the kernel takes one or the other).
+  bool writeback = true;
   bool threaded = true;
   bool acl = true;                     // POSIX ACLs enforced and inherited (noacl: no)
   IdMap uid_map;                       // uidmapping=: disk ids <-> the ids the mount shows

@@ -69,6 +69,8 @@ class Passthrough {
     lower_ = lower;
   }
   void set_device(BorrowedFd dev) { dev_ = dev; }
+  // At init: the kernel offered passthrough and the daemon may use it.
+  bool will_pass_through() const { return wanted_ && offered_; }
   // The kernel agreed at init, and no registration has been refused.
   bool on() const { return on_.load(std::memory_order_relaxed); }
   // Opens passed through so far.

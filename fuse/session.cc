@@ -140,6 +140,7 @@ Result<std::unique_ptr<Session>> Session::prepare(const Options& opts) {
   config.stack = stack;
   config.cache = CachePolicy{opts.timeout, opts.timeout, true, true};
   config.fsync_copy_up = opts.fsync;
+  config.writeback_wanted = opts.writeback;
   config.view.uid_map = opts.uid_map;
   config.view.gid_map = opts.gid_map;
   config.view.squash_uid = opts.squash_uid;

@@ -176,6 +176,10 @@ TEST(Options, BadValuesFailNamingTheOptionAndTheValue) {
   EXPECT_EQ(parse_error({"-o", "lowerdir=/l,fsync=banana", "/m"}), "fsync=banana: not 0 or 1");
   EXPECT_FALSE(parse_ok({"-o", "lowerdir=/l,fsync=0", "/m"}).fsync);
   EXPECT_FALSE(parse_ok({"-o", "lowerdir=/l,threaded=0", "/m"}).threaded);
+  EXPECT_TRUE(parse_ok({"-o", "lowerdir=/l", "/m"}).writeback);
+  EXPECT_FALSE(parse_ok({"-o", "lowerdir=/l,writeback=0", "/m"}).writeback);
+  EXPECT_TRUE(parse_ok({"-o", "lowerdir=/l,writeback=0,writeback", "/m"}).writeback);
+  EXPECT_EQ(parse_error({"-o", "lowerdir=/l,writeback=yes", "/m"}), "writeback=yes: not 0 or 1");
   using Mode = Options::PassthroughMode;
   EXPECT_EQ(parse_ok({"-o", "lowerdir=/l", "/m"}).passthrough, Mode::kAll);
   EXPECT_EQ(parse_ok({"-o", "lowerdir=/l,passthrough=safe", "/m"}).passthrough, Mode::kSafe);
