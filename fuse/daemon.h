@@ -4,6 +4,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include <array>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -126,6 +127,11 @@ struct Daemon {
   // may read a page before it writes part of it, so files are opened for reading too, without
   // O_APPEND (the kernel gives every write its offset).
   bool writeback = false;
+  // Under the writeback cache: held by a page written back and by a SETATTR of times, so that
+  // the mtime the kernel sends is the one the file keeps (striped by inode).
+  std::mutex& time_lock(const Inode& inode) {
+    return time_locks_[std::hash<const Inode*>{}(&inode) % time_locks_.size()];
+  }
   fuse_session* session = nullptr;  // for notifications to the kernel; set before serving
   Passthrough passthrough;          // set up before serving
   Requests requests;                // counted by the session's device io
@@ -167,6 +173,7 @@ struct Daemon {
 
  private:
   const std::string upper_prefix_;
+  std::array<std::mutex, 64> time_locks_;
 };
 
 // Request handlers run through guarded<op>: no exception leaves one (libfuse is C; one would

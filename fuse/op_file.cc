@@ -69,15 +69,26 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 bool wants_write(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC); }
 
-// Under the writeback cache (Daemon::writeback): for reading too where the file allows it, and
-// without O_APPEND.
-Result<UniqueFd> open_cached(Inode& inode, int flags) {
-  flags &= ~O_APPEND;
-  if ((flags & O_ACCMODE) == O_WRONLY) {
-    auto rw = inode.open((flags & ~O_ACCMODE) | O_RDWR);
-    if (rw.ok() || rw.error() != EACCES) return rw;
-  }
-  return inode.open(flags);
+// Under the writeback cache (Daemon::writeback) the kernel reads the pages it writes part of,
+// and writes pages back, at offsets it gives and cut to the file's size, through any writable
+// handle of the file: the daemon's fd is for reading too, without O_APPEND or O_DIRECT. Where
+// the file refuses that (write-only to the caller, append-only), the fd is opened as asked and
+// the handle kept out of the page cache (`uncached`: direct_io).
+struct CachedOpen {
+  UniqueFd fd;
+  int flags;
+  bool uncached;
+};
+
+Result<CachedOpen> open_cached(Inode& inode, int flags) {
+  int cached = flags & ~(O_APPEND | O_DIRECT);
+  if ((cached & O_ACCMODE) == O_WRONLY) cached = (cached & ~O_ACCMODE) | O_RDWR;
+  auto fd = inode.open(cached);
+  if (fd.ok()) return CachedOpen{std::move(*fd), cached, false};
+  if (cached == flags || (fd.error() != EACCES && fd.error() != EPERM)) return fd.err();
+  auto as_asked = inode.open(flags);
+  if (!as_asked.ok()) return as_asked.err();
+  return CachedOpen{std::move(*as_asked), flags, true};
 }
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -99,14 +110,24 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (!up.ok()) return (void)fuse_reply_err(req, up.error());
   }
   const uint32_t layer = inode.layer();
-  const int flags = fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY);
-  auto fd = d.writeback ? open_cached(inode, flags) : inode.open(flags);
-  if (!fd.ok()) return (void)fuse_reply_err(req, fd.error());
+  int flags = fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY);
+  UniqueFd fd;
+  if (d.writeback) {
+    auto opened = open_cached(inode, flags);
+    if (!opened.ok()) return (void)fuse_reply_err(req, opened.error());
+    fd = std::move(opened->fd);
+    flags = opened->flags;
+    if (opened->uncached) fi->direct_io = 1;
+  } else {
+    auto opened = inode.open(flags);
+    if (!opened.ok()) return (void)fuse_reply_err(req, opened.error());
+    fd = std::move(*opened);
+  }
   // The file cannot change under the handle on a read-only mount, or when it was in the upper
   // before the open and after it.
   const bool fixed = !d.writable() || (layer == 0 && inode.layer() == 0);
-  auto* h = d.handles.track(new FileHandle(inode.shared_from_this(), std::move(*fd), layer,
-                                           d.writable(), (fi->flags & O_DIRECT) != 0));
+  auto* h = d.handles.track(new FileHandle(inode.shared_from_this(), std::move(fd), layer,
+                                           d.writable(), (flags & O_DIRECT) != 0));
   fi->fh = reinterpret_cast<uint64_t>(h);
   if ((fi->flags & O_TRUNC) && Requests::kill_suidgid()) {
     if (auto k = d.kill_suidgid(req, inode, h->fd.get()); !k.ok()) {
@@ -157,44 +178,40 @@ ssize_t write_direct(BorrowedFd fd, fuse_bufvec* in, off_t off) {
   return w.ok() ? static_cast<ssize_t>(*w) : -w.error();
 }
 
-// Under the writeback cache the kernel owns mtime: it sends its own in a SETATTR, perhaps
-// before the pages it wrote back arrive, so a page written back keeps the mtime the file has.
-class KeepMtime {
- public:
-  KeepMtime(bool keep, BorrowedFd fd) : fd_(fd) {
-    if (!keep) return;
-    if (auto st = sys::stat_fd(fd); st.ok()) mtime_ = st->st_mtim;
-  }
-  ~KeepMtime() {
-    if (!mtime_) return;
-    const timespec times[2] = {{0, UTIME_OMIT}, *mtime_};
-    (void)sys::set_times_fd(fd_, times);
-  }
-  KeepMtime(const KeepMtime&) = delete;
-  KeepMtime& operator=(const KeepMtime&) = delete;
-
- private:
-  BorrowedFd fd_;
-  std::optional<timespec> mtime_;
-};
-
-void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
-  FileHandle* h = FileHandle::of(fi);
-  if (Requests::kill_suidgid()) {
-    auto k = Daemon::of(req).kill_suidgid(req, *h->inode, h->current_fd());
-    if (!k.ok()) return (void)fuse_reply_err(req, k.error());
-  }
-  KeepMtime keep(Daemon::of(req).writeback && fi->writepage, h->current_fd());
-  if (h->direct) {
-    ssize_t n = write_direct(h->current_fd(), in, off);
-    if (n < 0) return (void)fuse_reply_err(req, static_cast<int>(-n));
-    return (void)fuse_reply_write(req, static_cast<size_t>(n));
-  }
+// Writes `in` at `off` through the handle's fd: the bytes written, or -errno.
+ssize_t write_data(FileHandle* h, fuse_bufvec* in, off_t off) {
+  if (h->direct) return write_direct(h->current_fd(), in, off);
   fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
   out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
   out.buf[0].fd = h->current_fd();
   out.buf[0].pos = off;
-  ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
+  return fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
+}
+
+void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+  Daemon& d = Daemon::of(req);
+  FileHandle* h = FileHandle::of(fi);
+  if (Requests::kill_suidgid()) {
+    auto k = d.kill_suidgid(req, *h->inode, h->current_fd());
+    if (!k.ok()) return (void)fuse_reply_err(req, k.error());
+  }
+  ssize_t n;
+  if (d.writeback && fi->writepage) {
+    // Under the writeback cache the kernel owns mtime and sends it in a SETATTR, perhaps before
+    // the pages it writes back arrive: a page written back keeps the mtime the file has. Under
+    // the inode's time lock, which that SETATTR takes too, and before the reply (after it the
+    // kernel may send the SETATTR).
+    const BorrowedFd fd = h->current_fd();
+    std::lock_guard times(d.time_lock(*h->inode));
+    auto before = sys::stat_fd(fd);
+    n = write_data(h, in, off);
+    if (before.ok()) {
+      const timespec kept[2] = {{0, UTIME_OMIT}, before->st_mtim};
+      (void)sys::set_times_fd(fd, kept);
+    }
+  } else {
+    n = write_data(h, in, off);
+  }
   if (n < 0) return (void)fuse_reply_err(req, static_cast<int>(-n));
   fuse_reply_write(req, static_cast<size_t>(n));
 }

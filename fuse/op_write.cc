@@ -28,8 +28,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cstring>
+#include <vector>
 
 #include "fuse/daemon.h"
 #include "fuse/file_handle.h"
@@ -151,15 +151,16 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   Daemon& d = Daemon::of(req);
   // Under the writeback cache the kernel reads as well as writes the new file, at offsets it
   // gives (Daemon::writeback).
-  const int flags = d.writeback ? (fi->flags & ~(O_ACCMODE | O_APPEND)) | O_RDWR : fi->flags;
+  const int flags =
+      d.writeback ? (fi->flags & ~(O_ACCMODE | O_APPEND | O_DIRECT)) | O_RDWR : fi->flags;
   auto r = create_object(d, d.inode(parent), name, Kind::kFile, {.mode = mode, .open_flags = flags},
                          caller_of(req));
   if (!r.ok()) return (void)fuse_reply_err(req, r.error());
   auto live = d.table->publish(r->inode);
   fuse_entry_param e;
   d.fill_entry(live, r->st, &e);
-  auto* h = d.handles.track(
-      new FileHandle(live, std::move(r->fd), 0, false, (fi->flags & O_DIRECT) != 0));
+  auto* h =
+      d.handles.track(new FileHandle(live, std::move(r->fd), 0, false, (flags & O_DIRECT) != 0));
   fi->fh = reinterpret_cast<uint64_t>(h);
   // A new file is in the upper for good: passed through.
   const int32_t backing =
@@ -437,9 +438,14 @@ mode_t setid_to_kill(mode_t mode) {
 // Whether the caller of `req` is in group `gid`: its fsgid or one of its supplementary groups.
 bool caller_in_group(fuse_req_t req, gid_t gid) {
   if (fuse_req_ctx(req)->gid == gid) return true;
-  // fuse_req_getgroups gives the caller's whole count, which may be more than fit.
-  std::array<gid_t, 256> groups;
-  const int n = fuse_req_getgroups(req, static_cast<int>(groups.size()), groups.data());
+  // fuse_req_getgroups gives the caller's whole count, which may be more than fit: then again
+  // with room for them all.
+  std::vector<gid_t> groups(64);
+  int n = fuse_req_getgroups(req, static_cast<int>(groups.size()), groups.data());
+  if (n > static_cast<int>(groups.size())) {
+    groups.resize(static_cast<size_t>(n));
+    n = fuse_req_getgroups(req, static_cast<int>(groups.size()), groups.data());
+  }
   const auto end = groups.begin() + std::clamp<int>(n, 0, static_cast<int>(groups.size()));
   return std::find(groups.begin(), end, gid) != end;
 }
@@ -541,17 +547,23 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
   Daemon& d = Daemon::of(req);
   if (!d.writable()) return (void)fuse_reply_err(req, EROFS);
   Inode& inode = d.inode(ino);
-  // Under the writeback cache the kernel keeps mtime and ctime, and sends them after a link,
-  // unlink or rename of the file: the ctime the host's filesystem gave the upper copy then
-  // already, the mtime unchanged. Nothing to do, and a file still in a lower layer (its name
-  // perhaps gone) is not copied up for it, as kernel overlayfs copies nothing up for these.
-  if (d.writeback && (to_set & FUSE_SET_ATTR_CTIME) &&
-      (to_set & ~(FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_CTIME)) == 0) {
+  // Under the writeback cache the kernel owns mtime; a page written back keeps the file's
+  // (op_write_buf), under the same lock.
+  std::unique_lock<std::mutex> times;
+  if (d.writeback && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))) {
+    times = std::unique_lock(d.time_lock(inode));
+  }
+  // It also sends mtime and ctime after a link, unlink or rename of the file: the ctime the
+  // host's filesystem gave the upper copy then already, the mtime unchanged. Nothing to do, and
+  // a file still in a lower layer (its name perhaps gone) is not copied up for it, as kernel
+  // overlayfs copies nothing up for these. (A ctime alone is chown(f, -1, -1), below.)
+  constexpr int kKernelTimes = FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_CTIME;
+  if (d.writeback && to_set == kKernelTimes) {
     auto st = inode.stat();
     if (!st.ok() && fi != nullptr) st = sys::stat_fd(FileHandle::of(fi)->current_fd());
     if (!st.ok()) return (void)fuse_reply_err(req, st.error());
-    if (!(to_set & FUSE_SET_ATTR_MTIME) || (st->st_mtim.tv_sec == attr->st_mtim.tv_sec &&
-                                            st->st_mtim.tv_nsec == attr->st_mtim.tv_nsec)) {
+    if (st->st_mtim.tv_sec == attr->st_mtim.tv_sec &&
+        st->st_mtim.tv_nsec == attr->st_mtim.tv_nsec) {
       st->st_ino = inode.st_ino();
       d.present(inode, *st);
       return (void)fuse_reply_attr(req, &*st, d.config.cache.attr_timeout);

@@ -11,6 +11,9 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   };
   want(FUSE_CAP_SPLICE_WRITE);  // read replies spliced from the layer file
   want(FUSE_CAP_SPLICE_MOVE);
+  // Requests are read, never spliced in: the session's device io sees each one whole (it counts
+  // them and reads what libfuse does not pass on, Requests::kill_suidgid).
+  conn->want &= ~static_cast<unsigned>(FUSE_CAP_SPLICE_READ);
   want(FUSE_CAP_PARALLEL_DIROPS);
   want(FUSE_CAP_CACHE_SYMLINKS);
   want(FUSE_CAP_READDIRPLUS);

@@ -130,7 +130,8 @@ ssize_t splice_fds(BorrowedFd in, off_t* in_off, BorrowedFd out, off_t* out_off,
 // Whether the request in `buf` (`n` bytes read from the device) asks the daemon to clear the
 // set-id bits of the file it changes: under FUSE_HANDLE_KILLPRIV_V2 the kernel asks so on WRITE,
 // OPEN with O_TRUNC and SETATTR of the size, when the caller lacks CAP_FSETID (CREATE makes a new
-// file: nothing to kill). libfuse 3.14 does not pass these flags on.
+// file: nothing to kill; a chown, which it flags too, drops them by itself on the upper).
+// libfuse 3.14 does not pass these flags on.
 bool asks_kill_suidgid(const void* buf, size_t n);
 
 // FUSE_DEV_IOC_BACKING_OPEN: registers `file` as a backing file on the connection of

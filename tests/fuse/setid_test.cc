@@ -21,15 +21,17 @@ struct Case {
   mode_t mode;
   const char* as;  // "nobody" or "root"
   const char* does;
+  gid_t gid = 0;  // the file's group
 };
 
 // `$f` is the file. The set-group-ID cases: with group execute it goes for anyone without
-// CAP_FSETID; without, only for a caller outside the file's group (nobody is, root's group
-// is 0).
+// CAP_FSETID; without, only for a caller outside the file's group (nobody is outside group 0,
+// inside 65534). chown(f, -1, -1) drops them even for root.
 constexpr Case kCases[] = {
     {"append-suid", 04777, "nobody", "echo more >> \"$f\""},
     {"append-sgid-x", 02777, "nobody", "echo more >> \"$f\""},
     {"append-sgid-nox", 02767, "nobody", "echo more >> \"$f\""},
+    {"append-sgid-nox-own-group", 02767, "nobody", "echo more >> \"$f\"", 65534},
     {"truncate-suid", 04777, "nobody", "truncate -s 1 \"$f\""},
     {"otrunc-suid", 04777, "nobody", ": > \"$f\""},
     {"fallocate-suid", 04777, "nobody", "fallocate -l 8192 \"$f\""},
@@ -37,13 +39,17 @@ constexpr Case kCases[] = {
      "dd if=/dev/zero of=\"$f\" bs=4k count=16 conv=notrunc status=none"},
     {"root-appends", 06777, "root", "echo more >> \"$f\""},
     {"root-truncates", 06777, "root", "truncate -s 1 \"$f\""},
+    {"root-chown-same", 06777, "root", "perl -e 'chown -1, -1, $ARGV[0] or die $!' \"$f\""},
 };
 
 // What kernel overlayfs shows (checked against it in the test below too).
 const std::map<std::string, mode_t> kExpected = {
-    {"append-suid", 0777},      {"append-sgid-x", 0777}, {"append-sgid-nox", 0767},
-    {"truncate-suid", 0777},    {"otrunc-suid", 0777},   {"fallocate-suid", 0777},
-    {"many-writes-suid", 0777}, {"root-appends", 06777}, {"root-truncates", 06777},
+    {"append-suid", 0777},      {"append-sgid-x", 0777},
+    {"append-sgid-nox", 0767},  {"truncate-suid", 0777},
+    {"otrunc-suid", 0777},      {"fallocate-suid", 0777},
+    {"many-writes-suid", 0777}, {"root-appends", 06777},
+    {"root-truncates", 06777},  {"append-sgid-nox-own-group", 02767},
+    {"root-chown-same", 0777},
 };
 
 class SetIdBits : public ::testing::Test {
@@ -53,7 +59,11 @@ class SetIdBits : public ::testing::Test {
     if (geteuid() != 0) GTEST_SKIP() << "writes as another user need root";
     ASSERT_EQ(chmod(t_.path().c_str(), 0755), 0);
     for (const char* d : {"lower", "upper", "work", "mnt"}) make_dir(t_ / d);
-    for (const Case& c : kCases) write_file(t_ / "lower" / c.name, "x", c.mode);
+    for (const Case& c : kCases) {
+      write_file(t_ / "lower" / c.name, "x", c.mode);
+      ASSERT_EQ(chown((t_ / "lower" / c.name).c_str(), 0, c.gid), 0);
+      ASSERT_EQ(chmod((t_ / "lower" / c.name).c_str(), c.mode), 0);  // chown dropped set-id
+    }
   }
 
   // Runs every case on the mount at `mnt`; gives the modes it leaves.
@@ -95,7 +105,8 @@ TEST_F(SetIdBits, WritesAndTruncatesDropThemAsKernelOverlayfs) {
     EXPECT_EQ(modes_text(run_cases(t_ / "mnt")), modes_text(kExpected)) << "kernel overlayfs";
   }
   // Passed through as root, through the daemon, and with the modes kept in an override xattr.
-  for (const char* extra : {"", ",passthrough=0", ",xattr_permissions=2"}) {
+  for (const char* extra :
+       {"", ",passthrough=0", ",passthrough=0,writeback=0", ",xattr_permissions=2"}) {
     SCOPED_TRACE(std::string("layerfs -o ...") + extra);
     for (const char* d : {"upper", "work"}) {
       fs::remove_all(t_ / d);
