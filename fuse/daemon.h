@@ -2,6 +2,7 @@
 // fuse/op_*.cc only translate FUSE requests into calls on layers/ and reply.
 #pragma once
 
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 
 #include <array>
@@ -127,6 +128,11 @@ struct Daemon {
   // may read a page before it writes part of it, so files are opened for reading too, without
   // O_APPEND (the kernel gives every write its offset).
   bool writeback = false;
+  // How the daemon opens a file the caller opens with `flags` under the writeback cache.
+  static int flags_under_writeback(int flags) {
+    flags &= ~(O_APPEND | O_DIRECT);
+    return (flags & O_ACCMODE) == O_WRONLY ? (flags & ~O_ACCMODE) | O_RDWR : flags;
+  }
   // Under the writeback cache: held by a page written back and by a SETATTR of times, so that
   // the mtime the kernel sends is the one the file keeps (striped by inode).
   std::mutex& time_lock(const Inode& inode) {

@@ -71,24 +71,24 @@ bool wants_write(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags &
 
 // Under the writeback cache (Daemon::writeback) the kernel reads the pages it writes part of,
 // and writes pages back, at offsets it gives and cut to the file's size, through any writable
-// handle of the file: the daemon's fd is for reading too, without O_APPEND or O_DIRECT. Where
-// the file refuses that (write-only to the caller, append-only), the fd is opened as asked and
-// the handle kept out of the page cache (`uncached`: direct_io).
-struct CachedOpen {
+// handle of the file: the daemon's fd is for reading too, without O_APPEND or O_DIRECT
+// (Daemon::flags_under_writeback). Where the file refuses that (write-only to the caller,
+// append-only), the fd is opened as asked and the handle kept out of the page cache
+// (`uncached`: direct_io).
+struct OpenedFd {
   UniqueFd fd;
-  int flags;
-  bool uncached;
+  int flags;      // as opened
+  bool uncached;  // the handle takes direct_io
 };
 
-Result<CachedOpen> open_cached(Inode& inode, int flags) {
-  int cached = flags & ~(O_APPEND | O_DIRECT);
-  if ((cached & O_ACCMODE) == O_WRONLY) cached = (cached & ~O_ACCMODE) | O_RDWR;
+Result<OpenedFd> open_fd(const Daemon& d, Inode& inode, int flags) {
+  const int cached = d.writeback ? Daemon::flags_under_writeback(flags) : flags;
   auto fd = inode.open(cached);
-  if (fd.ok()) return CachedOpen{std::move(*fd), cached, false};
+  if (fd.ok()) return OpenedFd{std::move(*fd), cached, false};
   if (cached == flags || (fd.error() != EACCES && fd.error() != EPERM)) return fd.err();
   auto as_asked = inode.open(flags);
   if (!as_asked.ok()) return as_asked.err();
-  return CachedOpen{std::move(*as_asked), flags, true};
+  return OpenedFd{std::move(*as_asked), flags, true};
 }
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -110,24 +110,14 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (!up.ok()) return (void)fuse_reply_err(req, up.error());
   }
   const uint32_t layer = inode.layer();
-  int flags = fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY);
-  UniqueFd fd;
-  if (d.writeback) {
-    auto opened = open_cached(inode, flags);
-    if (!opened.ok()) return (void)fuse_reply_err(req, opened.error());
-    fd = std::move(opened->fd);
-    flags = opened->flags;
-    if (opened->uncached) fi->direct_io = 1;
-  } else {
-    auto opened = inode.open(flags);
-    if (!opened.ok()) return (void)fuse_reply_err(req, opened.error());
-    fd = std::move(*opened);
-  }
+  auto opened = open_fd(d, inode, fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY));
+  if (!opened.ok()) return (void)fuse_reply_err(req, opened.error());
+  if (opened->uncached) fi->direct_io = 1;
   // The file cannot change under the handle on a read-only mount, or when it was in the upper
   // before the open and after it.
   const bool fixed = !d.writable() || (layer == 0 && inode.layer() == 0);
-  auto* h = d.handles.track(new FileHandle(inode.shared_from_this(), std::move(fd), layer,
-                                           d.writable(), (flags & O_DIRECT) != 0));
+  auto* h = d.handles.track(new FileHandle(inode.shared_from_this(), std::move(opened->fd), layer,
+                                           d.writable(), (opened->flags & O_DIRECT) != 0));
   fi->fh = reinterpret_cast<uint64_t>(h);
   if ((fi->flags & O_TRUNC) && Requests::kill_suidgid()) {
     if (auto k = d.kill_suidgid(req, inode, h->fd.get()); !k.ok()) {

@@ -151,8 +151,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   Daemon& d = Daemon::of(req);
   // Under the writeback cache the kernel reads as well as writes the new file, at offsets it
   // gives (Daemon::writeback).
-  const int flags =
-      d.writeback ? (fi->flags & ~(O_ACCMODE | O_APPEND | O_DIRECT)) | O_RDWR : fi->flags;
+  const int flags = d.writeback ? Daemon::flags_under_writeback(fi->flags) : fi->flags;
   auto r = create_object(d, d.inode(parent), name, Kind::kFile, {.mode = mode, .open_flags = flags},
                          caller_of(req));
   if (!r.ok()) return (void)fuse_reply_err(req, r.error());
